@@ -1,0 +1,73 @@
+# Makefile — comet's build (PGXS) and the project's commands.
+#
+#   make, make install, make installcheck   as for any PGXS extension
+#   make test    on Debian 12 as root: install what is missing, build,
+#                start a throwaway cluster, run every suite, stop it
+#   make run     the same set-up, with a persistent cluster under .run/
+#   make stop    stop what make run started
+#   make bench   the benchmarks (never part of make test)
+#
+# The version below is the one version of the extension; comet.control and
+# META.json must say the same (the test suite checks).
+
+EXTENSION   = comet
+EXTVERSION  = 0.1.0
+
+MODULE_big  = comet
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard pl/*.c)))
+DATA        = sql/comet--$(EXTVERSION).sql
+PG_CPPFLAGS = -Ipl
+PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter
+
+# pg_regress: one file per feature, sql/NAME.sql against expected/NAME.out
+REGRESS     = extension send channel_names replay_prune access tokens \
+              plcomet_validator plcomet_call plcomet_trigger plcomet_do \
+              plcomet_privileges
+# pg_isolation_regress: specs/NAME.spec against expected/NAME.out
+ISOLATION   = commit_order rollback concurrent_senders no_deadlock \
+              notify_wakeup cache_invalidation repeatable_read
+
+EXTRA_CLEAN = results/ output_iso/ regression.diffs regression.out \
+              log/ tmp_check/ tmp_check_iso/ pl/test/template_test
+
+# Debian keeps PostgreSQL 15's pg_config here; override with PG_CONFIG=...
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+all:
+
+.PHONY: test run stop bench unit-test
+
+test:
+	scripts/test.sh
+
+run:
+	scripts/run.sh
+
+stop:
+	scripts/run.sh stop
+
+bench:
+	bench/send/run.sh
+
+# The template parser, built and tested outside the server.
+pl/test/template_test: pl/test/template_test.c pl/template.c pl/template.h
+	$(CC) -std=c99 -g -O1 -Wall -Wextra -Werror -Ipl -fsanitize=address,undefined \
+		-fno-omit-frame-pointer -o $@ pl/test/template_test.c pl/template.c
+
+unit-test: pl/test/template_test
+	pl/test/template_test
+
+ifneq ($(PGXS),)
+include $(PGXS)
+else
+all install installcheck:
+	@echo "PostgreSQL 15 development files are missing." >&2
+	@echo "Run 'make test' or 'make run' as root (they install them)," >&2
+	@echo "or: apt-get install postgresql-15 postgresql-server-dev-15" >&2
+	@exit 1
+endif
+
+# print-VAR: the value of a make variable, for the scripts
+print-%:
+	@echo $($*)

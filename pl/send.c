@@ -1,0 +1,439 @@
+/*
+ * send.c — comet.send and the durable send path.
+ *
+ * 1. comet.send (and every plcomet function) only queues the packet in
+ *    memory, in the sending (sub)transaction.  Nothing is written and no
+ *    lock is taken, so concurrent senders never wait for each other while
+ *    their transactions run.  A rolled-back savepoint drops its packets.
+ *
+ * 2. At PRE_COMMIT (after all deferred triggers, so packets they send are
+ *    included) the queue is sealed: for each channel, in a fixed order (the
+ *    64-bit hash of its name, then the name), we take a transaction-level
+ *    advisory lock on the channel, read the channel's last seq with a fresh
+ *    snapshot, and number the channel's packets after it.  The lock is held
+ *    until the commit is visible, so a transaction that seals the same
+ *    channel later waits, sees our rows and numbers after them: seqs follow
+ *    commit order, have no gaps, and the fixed lock order means senders to
+ *    several channels never deadlock.  Reading with a fresh snapshot (not the
+ *    transaction's) and only inserting rows (never updating a counter) keeps
+ *    REPEATABLE READ and SERIALIZABLE senders working too.
+ *
+ * 3. Each packet is inserted into comet.packets and announced with NOTIFY on
+ *    its channel: "comet/1 <seq> <json>", or "comet/1 <seq>" when that would
+ *    not fit NOTIFY's 8000-byte limit (listeners then read the packet with
+ *    comet.replay).  The seq makes every payload distinct, so NOTIFY's
+ *    duplicate folding never swallows a packet, and the prefix tells these
+ *    apart from plain NOTIFYs on the same channel.
+ *
+ * The last seq of a channel is the largest seq in comet.packets, or, when
+ * comet.prune has removed them all, comet.channels.pruned_upto.
+ *
+ * The writes run as the owner of comet.packets (as SECURITY DEFINER
+ * functions do), so callers need EXECUTE on comet.send and nothing else.
+ *
+ * The state below lives for one transaction at most; the two plans live for
+ * the backend and are revalidated by the plan cache after any DDL.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "comet.h"
+
+/* field4 of comet's advisory lock tags, so they never meet user locks */
+#define COMET_LOCK_CLASS 0x434D
+
+/* Above this binary size the text form cannot fit a NOTIFY payload. */
+#define COMET_INLINE_PROBE_MAX (64 * 1024)
+
+typedef struct PendingPacket
+{
+	char		channel[NAMEDATALEN];
+	uint64		lock_key;		/* hash of the channel name */
+	SubTransactionId subid;		/* subtransaction that sent it */
+	Jsonb	   *data;			/* in that subtransaction's context */
+	int64		seq;			/* assigned when sealed */
+} PendingPacket;
+
+typedef struct SendState
+{
+	PendingPacket *packets;		/* in TopTransactionContext, send order */
+	int			count;
+	int			capacity;
+	bool		sealing;
+	SPIPlanPtr	position_plan;	/* backend lifetime */
+	SPIPlanPtr	insert_plan;
+} SendState;
+
+static SendState send_state;
+
+/*
+ * Queue a packet for commit.  The channel is checked here, so that a bad
+ * name fails the statement that sent it, not the commit.
+ */
+void
+comet_send_enqueue(const char *channel, size_t channel_len, Jsonb *data)
+{
+	PendingPacket *packet;
+
+	comet_channel_check(channel, channel_len);
+	if (send_state.sealing)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot send a comet packet while packets are being committed")));
+	if (IsInParallelMode())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("cannot send a comet packet during a parallel operation")));
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot send a durable comet packet in a read-only transaction"),
+				 errhint("Plain NOTIFY works in read-only transactions, without a seq.")));
+
+	if (send_state.count == send_state.capacity)
+	{
+		int			capacity = send_state.capacity ? send_state.capacity * 2 : 16;
+
+		if (send_state.packets == NULL)
+			send_state.packets = MemoryContextAlloc(TopTransactionContext,
+													sizeof(PendingPacket) * capacity);
+		else
+			send_state.packets = repalloc_huge(send_state.packets,
+											   sizeof(PendingPacket) * capacity);
+		send_state.capacity = capacity;
+	}
+	packet = &send_state.packets[send_state.count];
+	memcpy(packet->channel, channel, channel_len);
+	packet->channel[channel_len] = '\0';
+	packet->lock_key = hash_bytes_extended((const unsigned char *) channel,
+										   (int) channel_len, 0);
+	packet->subid = GetCurrentSubTransactionId();
+	packet->data = MemoryContextAlloc(CurTransactionContext, VARSIZE(data));
+	memcpy(packet->data, data, VARSIZE(data));
+	packet->seq = 0;
+	send_state.count++;
+}
+
+/*
+ * Raise insufficient_privilege unless the current user may execute
+ * comet.send: plcomet functions send only what their caller could.
+ */
+void
+comet_send_check_privilege(void)
+{
+	Oid			argtypes[2] = {TEXTOID, JSONBOID};
+	List	   *name = list_make2(makeString("comet"), makeString("send"));
+	Oid			send_oid = LookupFuncName(name, 2, argtypes, false);
+
+	if (pg_proc_aclcheck(send_oid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function comet.send"),
+				 errdetail("A plcomet function sends with its caller's privileges, and role \"%s\" may not execute comet.send(text, jsonb).",
+						   GetUserNameFromId(GetUserId(), false))));
+}
+
+/* comet.send(channel text, data jsonb) returns void */
+PG_FUNCTION_INFO_V1(comet_send);
+Datum
+comet_send(PG_FUNCTION_ARGS)
+{
+	text	   *channel;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("channel must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("data must not be null"),
+				 errhint("Send 'null'::jsonb for a JSON null.")));
+	channel = PG_GETARG_TEXT_PP(0);
+	comet_send_enqueue(VARDATA_ANY(channel), VARSIZE_ANY_EXHDR(channel),
+					   PG_GETARG_JSONB_P(1));
+	PG_RETURN_VOID();
+}
+
+/* Order for sealing: lock key, then name, then send order. */
+static int
+seal_order_cmp(const void *a, const void *b, void *arg)
+{
+	const PendingPacket *packets = arg;
+	const PendingPacket *pa = &packets[*(const int *) a];
+	const PendingPacket *pb = &packets[*(const int *) b];
+	int			cmp;
+
+	if (pa->lock_key != pb->lock_key)
+		return pa->lock_key < pb->lock_key ? -1 : 1;
+	cmp = strcmp(pa->channel, pb->channel);
+	if (cmp != 0)
+		return cmp;
+	return *(const int *) a - *(const int *) b;
+}
+
+static Oid
+packets_owner(void)
+{
+	Oid			namespace_oid = get_namespace_oid("comet", false);
+	Oid			relid = get_relname_relid("packets", namespace_oid);
+	HeapTuple	tuple;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table comet.packets does not exist"),
+				 errhint("Is the comet extension installed in this database?")));
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+static void
+seal_prepare_plans(void)
+{
+	if (send_state.position_plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+		SPIPlanPtr	plan = SPI_prepare(
+									   "SELECT COALESCE("
+									   "(SELECT pg_catalog.max(p.seq) FROM comet.packets p"
+									   " WHERE p.channel OPERATOR(pg_catalog.=) $1),"
+									   "(SELECT c.pruned_upto FROM comet.channels c"
+									   " WHERE c.channel OPERATOR(pg_catalog.=) $1), 0)",
+									   1, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		send_state.position_plan = plan;
+	}
+	if (send_state.insert_plan == NULL)
+	{
+		Oid			types[4] = {TEXTOID, INT8OID, JSONBOID, TIMESTAMPTZOID};
+		SPIPlanPtr	plan = SPI_prepare(
+									   "INSERT INTO comet.packets (channel, seq, data, sent_at)"
+									   " VALUES ($1, $2, $3, $4)",
+									   4, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		send_state.insert_plan = plan;
+	}
+}
+
+/* Lock a channel for the rest of the transaction and read its last seq. */
+static int64
+seal_lock_channel(const PendingPacket *packet)
+{
+	LOCKTAG		tag;
+	Datum		values[1];
+	bool		isnull;
+	int			rc;
+	Datum		result;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+						 (uint32) (packet->lock_key >> 32),
+						 (uint32) packet->lock_key,
+						 COMET_LOCK_CLASS);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+
+	values[0] = CStringGetTextDatum(packet->channel);
+	rc = SPI_execute_snapshot(send_state.position_plan, values, NULL,
+							  GetLatestSnapshot(), InvalidSnapshot,
+							  true, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reading the last seq of channel \"%s\" failed: %s",
+			 packet->channel, SPI_result_code_string(rc));
+	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+						   &isnull);
+	return isnull ? 0 : DatumGetInt64(result);
+}
+
+/* The NOTIFY payload announcing a sealed packet. */
+static char *
+seal_wakeup_payload(const PendingPacket *packet)
+{
+	StringInfoData payload;
+	int			header_len;
+
+	initStringInfo(&payload);
+	appendStringInfo(&payload, COMET_NOTIFY_PREFIX INT64_FORMAT, packet->seq);
+	header_len = payload.len;
+	if (VARSIZE(packet->data) <= COMET_INLINE_PROBE_MAX)
+	{
+		appendStringInfoChar(&payload, ' ');
+		(void) JsonbToCString(&payload, &packet->data->root,
+							  VARSIZE(packet->data));
+		if (payload.len > COMET_NOTIFY_PAYLOAD_MAX)
+		{
+			payload.len = header_len;
+			payload.data[header_len] = '\0';
+		}
+	}
+	return payload.data;
+}
+
+/* Number, store and announce every queued packet.  Runs at PRE_COMMIT. */
+static void
+send_seal(void)
+{
+	int			n = send_state.count;
+	int		   *order;
+	int			i;
+	Oid			save_userid;
+	int			save_sec_context;
+	TimestampTz sent_at = GetCurrentTimestamp();
+
+	order = palloc(sizeof(int) * n);
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	qsort_arg(order, n, sizeof(int), seal_order_cmp, send_state.packets);
+
+	send_state.sealing = true;
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(packets_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+
+	/* as for deferred triggers: the transaction snapshot is the outer one */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	seal_prepare_plans();
+
+	for (i = 0; i < n;)
+	{
+		PendingPacket *first = &send_state.packets[order[i]];
+		int64		last_seq = seal_lock_channel(first);
+
+		/* order[] keeps send order within one channel */
+		while (i < n && strcmp(send_state.packets[order[i]].channel,
+							   first->channel) == 0)
+			send_state.packets[order[i++]].seq = ++last_seq;
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		PendingPacket *packet = &send_state.packets[i];
+		Datum		values[4];
+		int			rc;
+
+		values[0] = CStringGetTextDatum(packet->channel);
+		values[1] = Int64GetDatum(packet->seq);
+		values[2] = JsonbPGetDatum(packet->data);
+		values[3] = TimestampTzGetDatum(sent_at);
+		rc = SPI_execute_plan(send_state.insert_plan, values, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "storing a packet of channel \"%s\" failed: %s",
+				 packet->channel, SPI_result_code_string(rc));
+		Async_Notify(packet->channel, seal_wakeup_payload(packet));
+	}
+
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	PopActiveSnapshot();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	send_state.sealing = false;
+	send_state.count = 0;
+	pfree(order);
+}
+
+static void
+send_reset(void)
+{
+	/* the memory itself goes with the transaction's contexts */
+	send_state.packets = NULL;
+	send_state.count = 0;
+	send_state.capacity = 0;
+	send_state.sealing = false;
+}
+
+static void
+send_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (send_state.count > 0)
+				send_seal();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (send_state.count > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has sent comet packets")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			send_reset();
+			break;
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			break;
+	}
+}
+
+/*
+ * The packets of a subtransaction are always a suffix of the queue: anything
+ * sent after it began belongs to it or to a child that has already ended.
+ */
+static void
+send_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	int			i;
+
+	if (send_state.count == 0)
+		return;
+	switch (event)
+	{
+		case SUBXACT_EVENT_ABORT_SUB:
+			while (send_state.count > 0 &&
+				   send_state.packets[send_state.count - 1].subid == mySubid)
+				send_state.count--;
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+			for (i = send_state.count - 1;
+				 i >= 0 && send_state.packets[i].subid == mySubid; i--)
+				send_state.packets[i].subid = parentSubid;
+			break;
+		case SUBXACT_EVENT_START_SUB:
+		case SUBXACT_EVENT_PRE_COMMIT_SUB:
+			break;
+	}
+}
+
+void
+comet_send_register_callbacks(void)
+{
+	RegisterXactCallback(send_xact_callback, NULL);
+	RegisterSubXactCallback(send_subxact_callback, NULL);
+}

@@ -1,0 +1,112 @@
+# lib.sh — shared by scripts/test.sh, scripts/run.sh and bench/: installing
+# what is missing, building, and private PostgreSQL clusters.
+#
+# PostgreSQL refuses to run as root, so as root the server runs as the
+# unprivileged user "postgres" (created by Debian's package); otherwise as
+# the calling user.  A cluster never touches the system one: it has its own
+# data directory, port and socket directory.
+# shellcheck shell=bash
+
+COMET_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_BIN=/usr/lib/postgresql/15/bin
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages each command needs.
+COMET_PACKAGES_BUILD="make gcc libc6-dev postgresql-15 postgresql-server-dev-15 postgresql-client-15"
+
+# Install the packages that are missing (apt-get, as root).
+deps_install() {
+	local missing=() pkg
+	for pkg in "$@"; do
+		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+			|| missing+=("$pkg")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	[ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]} (run as root to install them)"
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Build and install the extension into PostgreSQL 15.
+build_install() {
+	log "building and installing the extension"
+	make -s -C "$COMET_ROOT" >/dev/null
+	make -s -C "$COMET_ROOT" install >/dev/null
+}
+
+# The user the server runs as.
+pg_user() {
+	if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
+}
+
+# Run a command as the server's user.
+as_pg_user() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+	local port tries=0
+	while [ $tries -lt 200 ]; do
+		port=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			echo "$port"
+			return 0
+		fi
+		tries=$((tries + 1))
+	done
+	die "no free port found"
+}
+
+# cluster_init DIR: a new cluster in DIR/data, sockets in DIR.
+cluster_init() {
+	local dir=$1
+	mkdir -p "$dir"
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
+	as_pg_user "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust \
+		--encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+		|| { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+}
+
+# cluster_start DIR [setting=value ...]: start on a free port; sets PGHOST,
+# PGPORT, PGUSER for the caller.  Retries when another run took the port.
+cluster_start() {
+	local dir=$1 port attempt opts=""
+	shift
+	for setting in "$@"; do opts="$opts -c $setting"; done
+	for attempt in 1 2 3 4 5; do
+		port=$(free_port)
+		if as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+			-o "-p $port -k $dir -c listen_addresses=127.0.0.1 $opts" start >/dev/null; then
+			echo "$port" >"$dir/port"
+			export PGHOST=$dir PGPORT=$port PGUSER=postgres
+			return 0
+		fi
+		log "start on port $port failed (attempt $attempt)"
+	done
+	tail -n 30 "$dir/server.log" >&2 || true
+	die "could not start PostgreSQL"
+}
+
+# cluster_stop DIR: stop the cluster if it runs.
+cluster_stop() {
+	local dir=$1
+	[ -f "$dir/data/postmaster.pid" ] || return 0
+	as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 \
+		|| as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 \
+		|| true
+}
+
+# Can the server's user reach and write DIR?  (a checkout under /root is
+# not reachable by "postgres")
+pg_user_can_use() {
+	as_pg_user test -w "$1" -a -x "$1" 2>/dev/null
+}

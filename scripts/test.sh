@@ -1,0 +1,80 @@
+#!/bin/bash
+# test.sh — `make test`: on Debian 12 as root, install what is missing, build
+# and install the extension, start a throwaway PostgreSQL cluster (private
+# directory under /tmp, free port, own socket directory), run every suite,
+# stop the cluster (also on failure or interrupt) and print
+# "N passed, N failed".  Exits non-zero when anything failed.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$COMET_ROOT"
+
+deps_install $COMET_PACKAGES_BUILD || exit 1
+build_install || die "build failed"
+
+WORK=$(mktemp -d /tmp/comet-test.XXXXXX)
+cleanup() {
+	cluster_stop "$WORK"
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cluster_init "$WORK"
+# fsync off: a throwaway cluster need not survive a power cut
+cluster_start "$WORK" fsync=off max_prepared_transactions=2
+
+PASSED=0
+FAILED=0
+FAILED_SUITES=()
+
+# count OK FAIL SUITE: add a suite's results to the totals.
+count() {
+	PASSED=$((PASSED + $1))
+	FAILED=$((FAILED + $2))
+	[ "$2" -gt 0 ] && FAILED_SUITES+=("$3")
+	return 0
+}
+
+# pg_regress and pg_isolation_regress print one "... ok" / "... FAILED" line per test.
+count_regress_output() {
+	local out=$1 suite=$2 ok bad
+	ok=$(grep -cE '^(test| ) +[A-Za-z0-9_]+ +\.\.\. ok' "$out" || true)
+	bad=$(grep -cE '^(test| ) +[A-Za-z0-9_]+ +\.\.\. (FAILED|failed)' "$out" || true)
+	# a runner that died before its tests counts as a failure
+	if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+	count "$ok" "$bad" "$suite"
+}
+
+log "suite: version"
+tests/version.sh && count 1 0 version || count 0 1 version
+
+log "suite: template parser (outside the server, ASan+UBSan)"
+make -s unit-test >"$WORK/unit.out" 2>&1
+cat "$WORK/unit.out"
+count "$(grep -c '^ok ' "$WORK/unit.out" || true)" \
+	"$(grep -c '^not ok ' "$WORK/unit.out" || true)" template
+grep -q '^# all passed' "$WORK/unit.out" || count 0 1 template-harness
+
+PGXS_DIR=$(dirname "$(dirname "$(make -s print-PGXS)")")
+log "suite: pg_regress"
+"$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --bindir="$PG_BIN" \
+	--dbname=comet_regression $(make -s print-REGRESS) 2>&1 | tee "$WORK/regress.out"
+count_regress_output "$WORK/regress.out" regress
+
+log "suite: isolation"
+"$PGXS_DIR/src/test/isolation/pg_isolation_regress" --inputdir=. --outputdir=output_iso \
+	--bindir="$PG_BIN" --dbname=comet_isolation $(make -s print-ISOLATION) 2>&1 \
+	| tee "$WORK/isolation.out"
+count_regress_output "$WORK/isolation.out" isolation
+
+for diffs in regression.diffs output_iso/regression.diffs; do
+	if [ -s "$diffs" ]; then
+		log "differences in $diffs:"
+		head -n 200 "$diffs"
+	fi
+done
+
+echo
+[ ${#FAILED_SUITES[@]} -gt 0 ] && echo "failed suites: ${FAILED_SUITES[*]}"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
