@@ -405,7 +405,11 @@ parse_number(Parser *p)
 	if (p->pos < p->len && p->src[p->pos] == '-')
 		p->pos++;
 	if (p->pos < p->len && p->src[p->pos] == '0')
+	{
 		p->pos++;
+		if (p->pos < p->len && is_digit(p->src[p->pos]))
+			goto bad;			/* JSON has no leading zeros */
+	}
 	else if (p->pos < p->len && is_digit(p->src[p->pos]))
 	{
 		while (p->pos < p->len && is_digit(p->src[p->pos]))
