@@ -9,14 +9,14 @@
  * 2. At PRE_COMMIT (after all deferred triggers, so packets they send are
  *    included) the queue is sealed: for each channel, in a fixed order (the
  *    64-bit hash of its name, then the name), we take a transaction-level
- *    advisory lock on the channel, read the channel's last seq with a fresh
- *    snapshot, and number the channel's packets after it.  The lock is held
+ *    advisory lock on the channel, read the channel's last seq as committed
+ *    right now (SnapshotSelf), and number the channel's packets after it.  The lock is held
  *    until the commit is visible, so a transaction that seals the same
  *    channel later waits, sees our rows and numbers after them: seqs follow
  *    commit order, have no gaps, and the fixed lock order means senders to
- *    several channels never deadlock.  Reading with a fresh snapshot (not the
- *    transaction's) and only inserting rows (never updating a counter) keeps
- *    REPEATABLE READ and SERIALIZABLE senders working too.
+ *    several channels never deadlock.  Reading the latest committed state (not
+ *    the transaction's snapshot) and only inserting rows (never updating a
+ *    counter) keeps REPEATABLE READ and SERIALIZABLE senders working too.
  *
  * 3. Each packet is inserted into comet.packets and announced with NOTIFY on
  *    its channel: "comet/1 <seq> <json>", or "comet/1 <seq>" when that would
@@ -31,16 +31,18 @@
  * The writes run as the owner of comet.packets (as SECURITY DEFINER
  * functions do), so callers need EXECUTE on comet.send and nothing else.
  *
- * The state below lives for one transaction at most; the two plans live for
- * the backend and are revalidated by the plan cache after any DDL.
+ * The state below lives for one transaction at most; the insert plan lives
+ * for the backend and is revalidated by the plan cache after any DDL.
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/parallel.h"
+#include "access/skey.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "common/hashfn.h"
@@ -52,9 +54,11 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "comet.h"
@@ -80,8 +84,7 @@ typedef struct SendState
 	int			count;
 	int			capacity;
 	bool		sealing;
-	SPIPlanPtr	position_plan;	/* backend lifetime */
-	SPIPlanPtr	insert_plan;
+	SPIPlanPtr	insert_plan;	/* backend lifetime */
 } SendState;
 
 static SendState send_state;
@@ -192,46 +195,69 @@ seal_order_cmp(const void *a, const void *b, void *arg)
 	return *(const int *) a - *(const int *) b;
 }
 
-static Oid
-packets_owner(void)
+/* The tables sealing reads and writes, opened once per seal. */
+typedef struct SealRelations
 {
-	Oid			namespace_oid = get_namespace_oid("comet", false);
-	Oid			relid = get_relname_relid("packets", namespace_oid);
-	HeapTuple	tuple;
-	Oid			owner;
+	Relation	packets;
+	Relation	packets_pkey;
+	AttrNumber	packets_seq;
+	Relation	channels;
+	Relation	channels_pkey;
+	AttrNumber	channels_pruned_upto;
+} SealRelations;
+
+static Relation
+seal_open_table(Oid namespace_oid, const char *name, LOCKMODE mode)
+{
+	Oid			relid = get_relname_relid(name, namespace_oid);
 
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table comet.packets does not exist"),
+				 errmsg("table comet.%s does not exist", name),
 				 errhint("Is the comet extension installed in this database?")));
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
+	return table_open(relid, mode);
+}
+
+static Relation
+seal_open_pkey(Relation table)
+{
+	Oid			index_oid = RelationGetPrimaryKeyIndex(table);
+
+	if (!OidIsValid(index_oid))
+		elog(ERROR, "table \"%s\" has no primary key", RelationGetRelationName(table));
+	return index_open(index_oid, AccessShareLock);
+}
+
+static void
+seal_open(SealRelations *rels)
+{
+	Oid			namespace_oid = get_namespace_oid("comet", false);
+
+	rels->packets = seal_open_table(namespace_oid, "packets", RowExclusiveLock);
+	rels->packets_pkey = seal_open_pkey(rels->packets);
+	rels->packets_seq = get_attnum(RelationGetRelid(rels->packets), "seq");
+	rels->channels = seal_open_table(namespace_oid, "channels", AccessShareLock);
+	rels->channels_pkey = seal_open_pkey(rels->channels);
+	rels->channels_pruned_upto = get_attnum(RelationGetRelid(rels->channels),
+											"pruned_upto");
+	if (rels->packets_seq == InvalidAttrNumber ||
+		rels->channels_pruned_upto == InvalidAttrNumber)
+		elog(ERROR, "comet's tables lack their seq columns");
+}
+
+static void
+seal_close(SealRelations *rels)
+{
+	index_close(rels->channels_pkey, AccessShareLock);
+	table_close(rels->channels, NoLock);
+	index_close(rels->packets_pkey, AccessShareLock);
+	table_close(rels->packets, NoLock);
 }
 
 static void
 seal_prepare_plans(void)
 {
-	if (send_state.position_plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-		SPIPlanPtr	plan = SPI_prepare(
-									   "SELECT COALESCE("
-									   "(SELECT pg_catalog.max(p.seq) FROM comet.packets p"
-									   " WHERE p.channel OPERATOR(pg_catalog.=) $1),"
-									   "(SELECT c.pruned_upto FROM comet.channels c"
-									   " WHERE c.channel OPERATOR(pg_catalog.=) $1), 0)",
-									   1, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		send_state.position_plan = plan;
-	}
 	if (send_state.insert_plan == NULL)
 	{
 		Oid			types[4] = {TEXTOID, INT8OID, JSONBOID, TIMESTAMPTZOID};
@@ -247,15 +273,55 @@ seal_prepare_plans(void)
 	}
 }
 
-/* Lock a channel for the rest of the transaction and read its last seq. */
+/*
+ * Read a bigint column of the first (or last) row for a channel, by an
+ * index scan with SnapshotSelf: rows committed as of now, so we see every
+ * transaction that sealed this channel before we locked it, whatever our
+ * isolation level.  SnapshotSelf is not an MVCC snapshot, so this read
+ * takes no SSI predicate locks and cannot make a SERIALIZABLE sender fail.
+ */
+static bool
+seal_scan_channel(Relation table, Relation index, const char *channel,
+				  bool last, AttrNumber attnum, int64 *value)
+{
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
+				CStringGetTextDatum(channel));
+	scan = systable_beginscan_ordered(table, index, SnapshotSelf, 1, &key);
+	tuple = systable_getnext_ordered(scan, last ? BackwardScanDirection
+									 : ForwardScanDirection);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		datum = heap_getattr(tuple, attnum,
+										 RelationGetDescr(table), &isnull);
+
+		if (!isnull)
+		{
+			*value = DatumGetInt64(datum);
+			found = true;
+		}
+	}
+	systable_endscan_ordered(scan);
+	return found;
+}
+
+/*
+ * Lock a channel for the rest of the transaction and read its last seq:
+ * the highest seq kept, else what comet.prune remembered, else 0.
+ * comet.prune empties a channel and records pruned_upto in one
+ * transaction, so reading packets first and channels second always finds
+ * the last seq.
+ */
 static int64
-seal_lock_channel(const PendingPacket *packet)
+seal_lock_channel(const SealRelations *rels, const PendingPacket *packet)
 {
 	LOCKTAG		tag;
-	Datum		values[1];
-	bool		isnull;
-	int			rc;
-	Datum		result;
+	int64		last_seq = 0;
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
 						 (uint32) (packet->lock_key >> 32),
@@ -263,16 +329,12 @@ seal_lock_channel(const PendingPacket *packet)
 						 COMET_LOCK_CLASS);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
-	values[0] = CStringGetTextDatum(packet->channel);
-	rc = SPI_execute_snapshot(send_state.position_plan, values, NULL,
-							  GetLatestSnapshot(), InvalidSnapshot,
-							  true, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "reading the last seq of channel \"%s\" failed: %s",
-			 packet->channel, SPI_result_code_string(rc));
-	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-						   &isnull);
-	return isnull ? 0 : DatumGetInt64(result);
+	if (!seal_scan_channel(rels->packets, rels->packets_pkey, packet->channel,
+						   true, rels->packets_seq, &last_seq))
+		(void) seal_scan_channel(rels->channels, rels->channels_pkey,
+								 packet->channel, false,
+								 rels->channels_pruned_upto, &last_seq);
+	return last_seq;
 }
 
 /* The NOTIFY payload announcing a sealed packet. */
@@ -309,6 +371,7 @@ send_seal(void)
 	Oid			save_userid;
 	int			save_sec_context;
 	TimestampTz sent_at = GetCurrentTimestamp();
+	SealRelations rels;
 
 	order = palloc(sizeof(int) * n);
 	for (i = 0; i < n; i++)
@@ -316,8 +379,9 @@ send_seal(void)
 	qsort_arg(order, n, sizeof(int), seal_order_cmp, send_state.packets);
 
 	send_state.sealing = true;
+	seal_open(&rels);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(packets_owner(),
+	SetUserIdAndSecContext(rels.packets->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 
@@ -330,7 +394,7 @@ send_seal(void)
 	for (i = 0; i < n;)
 	{
 		PendingPacket *first = &send_state.packets[order[i]];
-		int64		last_seq = seal_lock_channel(first);
+		int64		last_seq = seal_lock_channel(&rels, first);
 
 		/* order[] keeps send order within one channel */
 		while (i < n && strcmp(send_state.packets[order[i]].channel,
@@ -359,6 +423,7 @@ send_seal(void)
 		elog(ERROR, "SPI_finish failed");
 	PopActiveSnapshot();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
+	seal_close(&rels);
 	send_state.sealing = false;
 	send_state.count = 0;
 	pfree(order);
