@@ -246,6 +246,13 @@ parse_interpolated(Parser *p, const char *content, size_t len, size_t start,
 			size_t		field_len = 0;
 			size_t		end = i + 2 + name_len;
 
+			if (name_len == 0 && avail == 0)
+			{
+				parser_fail(p, start + dollar,
+							"Write \"${name}\" to insert a value, or \"$$\" for a literal dollar sign.",
+							"unterminated reference \"${\"");
+				return NULL;
+			}
 			if (name_len == 0)
 			{
 				parser_fail(p, start + dollar,
@@ -604,12 +611,6 @@ parse_value(Parser *p, int depth)
 {
 	char		c;
 
-	if (depth > TMPL_MAX_DEPTH)
-	{
-		parser_fail(p, p->pos, NULL, "template nests more than %d levels deep",
-					TMPL_MAX_DEPTH);
-		return NULL;
-	}
 	skip_whitespace(p);
 	if (p->pos >= p->len)
 	{
@@ -617,6 +618,13 @@ parse_value(Parser *p, int depth)
 		return NULL;
 	}
 	c = p->src[p->pos];
+	/* depth counts containers: the root object is 1 */
+	if ((c == '{' || c == '[') && depth > TMPL_MAX_DEPTH)
+	{
+		parser_fail(p, p->pos, NULL, "template nests more than %d levels deep",
+					TMPL_MAX_DEPTH);
+		return NULL;
+	}
 	switch (c)
 	{
 		case '{':

@@ -9,7 +9,8 @@
  * A body is a JSON object {"channel": C, "data": D}.  Inside C and D:
  *   "$name" / "$N"      a string that is exactly a reference: the value, typed
  *   "$NEW.col"          the same with a field access (trigger rows)
- *   "...${name}..."     interpolation of the value's text inside a string
+ *   "...${name}..."     interpolation of the value's text inside a string;
+ *                       "${NEW.any name}" reaches columns with odd names
  *   "$$"                a literal dollar sign
  * Any other '$' in a string is an error, so that "hello $name" (which would
  * silently stay literal in a looser language) is caught at CREATE time.
@@ -21,7 +22,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Nesting deeper than this is refused, so parsing never exhausts the stack. */
+/*
+ * Containers (objects, arrays) nested deeper than this are refused, so
+ * parsing never exhausts the stack.  The body's own object is level 1.
+ */
 #define TMPL_MAX_DEPTH 64
 
 /*
