@@ -16,8 +16,9 @@ EXTVERSION  = 0.1.0
 MODULE_big  = comet
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard pl/*.c)))
 DATA        = sql/comet--$(EXTVERSION).sql
-PG_CPPFLAGS = -Ipl
-PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter
+# PostgreSQL's headers are included as system headers: -Wextra is for our code
+PG_CPPFLAGS = -Ipl -isystem $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
+PG_CFLAGS   = -Wall -Wextra -Werror
 
 # pg_regress: one file per feature, sql/NAME.sql against expected/NAME.out
 REGRESS     = extension send channel_names replay_prune access tokens \

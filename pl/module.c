@@ -60,6 +60,8 @@ retention_check_hook(char **newval, void **extra, GucSource source)
 {
 	Interval	value;
 
+	(void) extra;
+	(void) source;
 	if (!retention_parse(*newval, &value))
 	{
 		GUC_check_errdetail("\"%s\" is not an interval.", *newval);

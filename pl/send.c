@@ -442,6 +442,7 @@ send_reset(void)
 static void
 send_xact_callback(XactEvent event, void *arg)
 {
+	(void) arg;
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
@@ -476,6 +477,7 @@ send_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	int			i;
 
+	(void) arg;
 	if (send_state.count == 0)
 		return;
 	switch (event)

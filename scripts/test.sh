@@ -11,6 +11,9 @@ cd "$COMET_ROOT"
 deps_install $COMET_PACKAGES_BUILD || exit 1
 build_install || die "build failed"
 
+# results of an earlier run must not be mistaken for this one's
+rm -rf results output_iso regression.diffs regression.out
+
 WORK=$(mktemp -d /tmp/comet-test.XXXXXX)
 cleanup() {
 	cluster_stop "$WORK"
@@ -55,7 +58,8 @@ count "$(grep -c '^ok ' "$WORK/unit.out" || true)" \
 	"$(grep -c '^not ok ' "$WORK/unit.out" || true)" template
 grep -q '^# all passed' "$WORK/unit.out" || count 0 1 template-harness
 
-PGXS_DIR=$(dirname "$(dirname "$(make -s print-PGXS)")")
+# .../lib/pgxs/src/makefiles/pgxs.mk -> .../lib/pgxs
+PGXS_DIR=$(dirname "$(dirname "$(dirname "$(make -s print-PGXS)")")")
 log "suite: pg_regress"
 "$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --bindir="$PG_BIN" \
 	--dbname=comet_regression $(make -s print-REGRESS) 2>&1 | tee "$WORK/regress.out"
