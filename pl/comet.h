@@ -81,6 +81,9 @@ typedef struct PlcometFunction
 	bool		channels_are_literal;
 	char	  **literal_channels;
 	int			nliteral_channels;
+	/* channel is one "...${x}..." string whose literal text has no escapes:
+	 * rendered straight to a name, without a JSON round trip */
+	bool		channel_is_plain_template;
 } PlcometFunction;
 
 extern void plcomet_validate_signature(Oid fn_oid);

@@ -354,6 +354,14 @@ compile_channels(CompileState *state)
 		function->nliteral_channels = nitems;
 		function->channels_are_literal = true;
 	}
+	else if (channel->kind == TMPL_STRING)
+	{
+		function->channel_is_plain_template = true;
+		for (i = 0; i < channel->nparts; i++)
+			if (channel->parts[i].text != NULL &&
+				memchr(channel->parts[i].text, '\\', channel->parts[i].text_len))
+				function->channel_is_plain_template = false;
+	}
 }
 
 /* Parse the body and bind its references; errors point into the body. */

@@ -32,7 +32,8 @@ typedef struct RenderContext
 	FunctionCallInfo fcinfo;	/* NULL for DO blocks and triggers */
 	TriggerData *trigdata;		/* NULL unless called as a trigger */
 	StringInfo	out;
-	bool		in_channel;
+	bool		in_channel;		/* a null ${x} is an error */
+	bool		raw_text;		/* ${x} unescaped: rendering a channel name */
 } RenderContext;
 
 /* A resolved reference. */
@@ -337,6 +338,12 @@ sink_write_text(void *ctx, const TmplRef *ref)
 		return;
 	}
 	getTypeOutputInfo(value.type, &typoutput, &typisvarlena);
+	if (render->raw_text)
+	{
+		appendStringInfoString(render->out,
+							   OidOutputFunctionCall(typoutput, value.value));
+		return;
+	}
 	initStringInfo(&escaped);
 	escape_json(&escaped, OidOutputFunctionCall(typoutput, value.value));
 	/* drop the quotes escape_json puts around the text */
@@ -384,6 +391,26 @@ enqueue_channel_value(const JsonbValue *value, Jsonb *data)
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("channel must be a string or an array of strings")));
 	}
+}
+
+/*
+ * A channel like "grid:${grid}" whose literal parts hold no JSON escapes:
+ * the rendered text between the quotes is the name itself.
+ */
+static void
+enqueue_plain_template_channel(RenderContext *render, Jsonb *data)
+{
+	StringInfoData out;
+	TmplSink	sink = {sink_append, sink_write_value, sink_write_text, render};
+
+	initStringInfo(&out);
+	render->out = &out;
+	render->in_channel = true;
+	render->raw_text = true;
+	tmpl_render(render->function->packet.channel, &sink);
+	render->raw_text = false;
+	/* drop the quotes the renderer put around the string */
+	comet_send_enqueue(out.data + 1, out.len - 2, data);
 }
 
 /* Render the channel member and queue the packet on each channel. */
@@ -438,6 +465,8 @@ plcomet_execute(PlcometFunction *function, FunctionCallInfo fcinfo,
 			comet_send_enqueue(function->literal_channels[i],
 							   strlen(function->literal_channels[i]), data);
 	}
+	else if (function->channel_is_plain_template)
+		enqueue_plain_template_channel(&render, data);
 	else
 		enqueue_rendered_channels(&render, data);
 	return data;

@@ -58,7 +58,9 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/inval.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "comet.h"
@@ -85,6 +87,7 @@ typedef struct SendState
 	int			capacity;
 	bool		sealing;
 	SPIPlanPtr	insert_plan;	/* backend lifetime */
+	Oid			send_oid;		/* comet.send, until pg_proc changes */
 } SendState;
 
 static SendState send_state;
@@ -137,6 +140,16 @@ comet_send_enqueue(const char *channel, size_t channel_len, Jsonb *data)
 	send_state.count++;
 }
 
+/* Forget the cached oid of comet.send whenever pg_proc changes. */
+static void
+send_oid_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	(void) arg;
+	(void) cacheid;
+	(void) hashvalue;
+	send_state.send_oid = InvalidOid;
+}
+
 /*
  * Raise insufficient_privilege unless the current user may execute
  * comet.send: plcomet functions send only what their caller could.
@@ -144,11 +157,14 @@ comet_send_enqueue(const char *channel, size_t channel_len, Jsonb *data)
 void
 comet_send_check_privilege(void)
 {
-	Oid			argtypes[2] = {TEXTOID, JSONBOID};
-	List	   *name = list_make2(makeString("comet"), makeString("send"));
-	Oid			send_oid = LookupFuncName(name, 2, argtypes, false);
+	if (!OidIsValid(send_state.send_oid))
+	{
+		Oid			argtypes[2] = {TEXTOID, JSONBOID};
+		List	   *name = list_make2(makeString("comet"), makeString("send"));
 
-	if (pg_proc_aclcheck(send_oid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		send_state.send_oid = LookupFuncName(name, 2, argtypes, false);
+	}
+	if (pg_proc_aclcheck(send_state.send_oid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function comet.send"),
@@ -503,4 +519,5 @@ comet_send_register_callbacks(void)
 {
 	RegisterXactCallback(send_xact_callback, NULL);
 	RegisterSubXactCallback(send_subxact_callback, NULL);
+	CacheRegisterSyscacheCallback(PROCOID, send_oid_invalidate, (Datum) 0);
 }

@@ -57,6 +57,12 @@ CREATE FUNCTION call_numeric_channel(n int) RETURNS void LANGUAGE plcomet AS $$
 {"channel": "$n", "data": "numbered"}
 $$;
 SELECT call_numeric_channel(12345);
+-- a channel template with JSON escapes in its literal text
+CREATE FUNCTION call_escaped_channel(n int) RETURNS void LANGUAGE plcomet AS $$
+{"channel": "call:\u0041${n}\/x", "data": "escaped"}
+$$;
+SELECT call_escaped_channel(1);
+SELECT channel, seq, data FROM comet.packets WHERE channel = 'call:A1/x';
 SELECT channel, seq, data FROM comet.packets
  WHERE channel LIKE 'call:grid:%' OR channel = 'call:all' OR channel LIKE 'call:list:%'
     OR channel = '12345'

@@ -19,8 +19,9 @@
 # loopback interface and a unix socket are used; the cluster is stopped and
 # removed on exit, also on failure or interrupt.
 set -uo pipefail
+# shellcheck source=../../scripts/lib.sh
 . "$(dirname "$0")/../../scripts/lib.sh"
-cd "$COMET_ROOT"
+cd "$COMET_ROOT" || exit 1
 
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 [[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a whole number of seconds, not '$BENCH_SECONDS'"
@@ -36,6 +37,7 @@ CHANNEL_COUNTS="1 100"
 CLIENT_COUNTS="1 8"
 CORES=$(nproc)
 
+# shellcheck disable=SC2086  # a list of package names
 deps_install $COMET_PACKAGES_BUILD || exit 1
 build_install || die "build failed"
 [ -x "$PGBENCH" ] || die "$PGBENCH is missing (it comes with postgresql-15)"
@@ -53,10 +55,10 @@ cluster_init "$WORK"
 # full_page_writes as a production server has them
 cluster_start "$WORK"
 
-# sql [psql args...]: run SQL from stdin in the benchmark database, one
-# statement at a time (so VACUUM works), stopping at the first error.
+# sql: run SQL from stdin in the benchmark database, one statement at a
+# time (so VACUUM works), stopping at the first error.
 sql() {
-	"$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" "$@"
+	"$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB"
 }
 
 # sql_value QUERY: the single value QUERY returns.
@@ -157,7 +159,7 @@ bench_check() {
 # set BENCH_TPS to its TPS (excluding connection time).  Dies when pgbench
 # fails or any transaction failed.  (Not for $(...): checks are remembered.)
 bench_run() {
-	local method=$1 channels=$2 clients=$3 seconds=$4 threads out tps done failed
+	local method=$1 channels=$2 clients=$3 seconds=$4 threads out tps committed failed
 	threads=$((clients < CORES ? clients : CORES))
 	out=$WORK/pgbench-$method-$channels-$clients.out
 	bench_reset || die "could not reset the tables"
@@ -166,11 +168,14 @@ bench_run() {
 		-f "$WORK/scripts/$method.sql" "$BENCH_DB" >"$out" 2>&1 \
 		|| { cat "$out" >&2; die "pgbench failed: $method, $channels channels, $clients clients"; }
 	tps=$(awk '/^tps = / { print $3; exit }' "$out")
-	done=$(awk -F': ' '/^number of transactions actually processed/ { print $2; exit }' "$out")
+	committed=$(awk -F': ' '/^number of transactions actually processed/ { print $2; exit }' "$out")
 	failed=$(awk '/^number of failed transactions/ { print $5; exit }' "$out")
-	[ -n "$tps" ] && [ -n "$done" ] || { cat "$out" >&2; die "no result in pgbench's output"; }
+	if [ -z "$tps" ] || [ -z "$committed" ]; then
+		cat "$out" >&2
+		die "no result in pgbench's output"
+	fi
 	[ "${failed:-0}" = 0 ] || { cat "$out" >&2; die "$failed transactions failed: $method"; }
-	bench_check "$method" "$done"
+	bench_check "$method" "$committed"
 	BENCH_TPS=$tps
 }
 
