@@ -50,6 +50,7 @@ stop:
 
 bench:
 	bench/send/run.sh
+	BENCH_COMMIT=async bench/send/run.sh
 
 # The template parser, built and tested outside the server.
 pl/test/template_test: pl/test/template_test.c pl/template.c pl/template.h
