@@ -50,7 +50,6 @@ stop:
 
 bench:
 	bench/send/run.sh
-	BENCH_COMMIT=async bench/send/run.sh
 
 # The template parser, built and tested outside the server.
 pl/test/template_test: pl/test/template_test.c pl/template.c pl/template.h
@@ -59,6 +58,9 @@ pl/test/template_test: pl/test/template_test.c pl/template.c pl/template.h
 
 unit-test: pl/test/template_test
 	pl/test/template_test
+
+# PGXS does not track headers: every object depends on the shared ones
+$(OBJS): pl/comet.h pl/template.h
 
 ifneq ($(PGXS),)
 include $(PGXS)

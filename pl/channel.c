@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
 #include "comet.h"
@@ -42,7 +43,7 @@ comet_channel_check(const char *name, size_t len)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid channel name \"%s\"",
-						pnstrdup(name, Min(len, 80))),
+						pnstrdup(name, pg_mbcliplen(name, (int) len, 80))),
 				 errdetail("The %s.", problem),
 				 errhint("A channel name is 1 to 63 bytes without control characters.")));
 }

@@ -71,6 +71,7 @@ typedef struct PlcometFunction
 	TransactionId fn_xmin;		/* pg_proc row this was compiled from */
 	ItemPointerData fn_tid;
 	MemoryContext mcxt;			/* owns this struct and all below */
+	int			use_count;		/* calls running now: not freed while > 0 */
 	char	   *signature;		/* "move(integer,text)", for messages */
 	char	   *source;			/* the body; the template points into it */
 	PlcometReturn returns;

@@ -67,13 +67,19 @@ static void
 compile_error_callback(void *arg)
 {
 	CompileState *state = arg;
+	int			position;
 
-	if (function_parse_error_transpose(state->function->source))
+	if (state->for_validator || state->is_inline)
 	{
-		if (!state->for_validator && !state->is_inline)
-			errcontext("compilation of plcomet function %s",
-					   state->function->signature);
-		return;
+		if (function_parse_error_transpose(state->function->source))
+			return;
+	}
+	else if ((position = geterrposition()) > 0)
+	{
+		/* compiled at a call: the position is in the body, not the query */
+		errposition(0);
+		internalerrposition(position);
+		internalerrquery(state->function->source);
 	}
 	if (state->is_inline)
 		errcontext("plcomet DO block");
@@ -483,7 +489,12 @@ plcomet_compile(Oid fn_oid, bool for_validator)
 
 	MemoryContextSetParent(function->mcxt, CacheMemoryContext);
 	entry = hash_search(compile_cache, &fn_oid, HASH_ENTER, &found);
-	if (found)
+	/*
+	 * A call of the old version may still be running (a value's cast to
+	 * json can run SQL that replaces the function): then its memory stays
+	 * until the backend exits, as PL/pgSQL does.
+	 */
+	if (found && entry->function->use_count == 0)
 		MemoryContextDelete(entry->function->mcxt);
 	entry->function = function;
 	return function;

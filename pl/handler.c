@@ -36,6 +36,29 @@ trigger_result(const TriggerData *trigdata)
 	return PointerGetDatum(trigdata->tg_trigtuple);
 }
 
+/*
+ * Run the function, counting the call as a use so that a recompilation
+ * while it runs does not free it underneath us.
+ */
+static Jsonb *
+execute_counted(PlcometFunction *function, FunctionCallInfo fcinfo,
+				TriggerData *trigdata)
+{
+	Jsonb	   *volatile data = NULL;
+
+	function->use_count++;
+	PG_TRY();
+	{
+		data = plcomet_execute(function, fcinfo, trigdata);
+	}
+	PG_FINALLY();
+	{
+		function->use_count--;
+	}
+	PG_END_TRY();
+	return data;
+}
+
 PG_FUNCTION_INFO_V1(plcomet_call_handler);
 Datum
 plcomet_call_handler(PG_FUNCTION_ARGS)
@@ -46,6 +69,7 @@ plcomet_call_handler(PG_FUNCTION_ARGS)
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	TriggerData *trigdata = NULL;
 	Jsonb	   *data;
+	PlcometReturn returns;
 	Datum		result;
 
 	if (CALLED_AS_EVENT_TRIGGER(fcinfo))
@@ -71,12 +95,13 @@ plcomet_call_handler(PG_FUNCTION_ARGS)
 	call_cxt = AllocSetContextCreate(caller_cxt, "plcomet call",
 									 ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(call_cxt);
-	data = plcomet_execute(function, fcinfo, trigdata);
+	returns = function->returns;
+	data = execute_counted(function, fcinfo, trigdata);
 	MemoryContextSwitchTo(caller_cxt);
 
 	if (trigdata != NULL)
 		result = trigger_result(trigdata);
-	else if (function->returns == PLCOMET_RETURNS_JSONB)
+	else if (returns == PLCOMET_RETURNS_JSONB)
 	{
 		Jsonb	   *copy = palloc(VARSIZE(data));
 

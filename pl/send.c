@@ -7,10 +7,12 @@
  *    their transactions run.  A rolled-back savepoint drops its packets.
  *
  * 2. At PRE_COMMIT (after all deferred triggers, so packets they send are
- *    included) the queue is sealed: for each channel, in a fixed order (the
- *    64-bit hash of its name, then the name), we take a transaction-level
- *    advisory lock on the channel, read the channel's last seq as committed
- *    right now (SnapshotSelf), and number the channel's packets after it.  The lock is held
+ *    included) the queue is sealed: for each channel, in a fixed order (its
+ *    lock stripe, a hash of the name modulo 1024, then the name), we take a
+ *    transaction-level advisory lock on the stripe, read the channel's last
+ *    seq as committed right now (SnapshotSelf), and number the channel's
+ *    packets after it.  The commit is forced to be synchronous, so that a
+ *    seq listeners have seen can never be lost in a crash and reused.  The lock is held
  *    until the commit is visible, so a transaction that seals the same
  *    channel later waits, sees our rows and numbers after them: seqs follow
  *    commit order, have no gaps, and the fixed lock order means senders to
@@ -68,13 +70,21 @@
 /* field4 of comet's advisory lock tags, so they never meet user locks */
 #define COMET_LOCK_CLASS 0x434D
 
+/*
+ * Channels are locked through this many stripes (the channel's hash modulo
+ * the count), so that a transaction sending to thousands of channels takes
+ * at most this many locks and cannot exhaust the shared lock table.  Two
+ * channels in one stripe only share the short commit-time lock.
+ */
+#define COMET_LOCK_STRIPES 1024
+
 /* Above this binary size the text form cannot fit a NOTIFY payload. */
 #define COMET_INLINE_PROBE_MAX (64 * 1024)
 
 typedef struct PendingPacket
 {
 	char		channel[NAMEDATALEN];
-	uint64		lock_key;		/* hash of the channel name */
+	uint32		lock_stripe;	/* which lock guards this channel */
 	SubTransactionId subid;		/* subtransaction that sent it */
 	Jsonb	   *data;			/* in that subtransaction's context */
 	int64		seq;			/* assigned when sealed */
@@ -85,7 +95,7 @@ typedef struct SendState
 	PendingPacket *packets;		/* in TopTransactionContext, send order */
 	int			count;
 	int			capacity;
-	bool		sealing;
+	bool		sealed;			/* sealing has begun: no more sends */
 	SPIPlanPtr	insert_plan;	/* backend lifetime */
 	Oid			send_oid;		/* comet.send, until pg_proc changes */
 } SendState;
@@ -102,7 +112,7 @@ comet_send_enqueue(const char *channel, size_t channel_len, Jsonb *data)
 	PendingPacket *packet;
 
 	comet_channel_check(channel, channel_len);
-	if (send_state.sealing)
+	if (send_state.sealed)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot send a comet packet while packets are being committed")));
@@ -131,8 +141,8 @@ comet_send_enqueue(const char *channel, size_t channel_len, Jsonb *data)
 	packet = &send_state.packets[send_state.count];
 	memcpy(packet->channel, channel, channel_len);
 	packet->channel[channel_len] = '\0';
-	packet->lock_key = hash_bytes_extended((const unsigned char *) channel,
-										   (int) channel_len, 0);
+	packet->lock_stripe = hash_bytes((const unsigned char *) channel,
+									 (int) channel_len) % COMET_LOCK_STRIPES;
 	packet->subid = GetCurrentSubTransactionId();
 	packet->data = MemoryContextAlloc(CurTransactionContext, VARSIZE(data));
 	memcpy(packet->data, data, VARSIZE(data));
@@ -194,7 +204,7 @@ comet_send(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* Order for sealing: lock key, then name, then send order. */
+/* Order for sealing: lock stripe, then name, then send order. */
 static int
 seal_order_cmp(const void *a, const void *b, void *arg)
 {
@@ -203,8 +213,8 @@ seal_order_cmp(const void *a, const void *b, void *arg)
 	const PendingPacket *pb = &packets[*(const int *) b];
 	int			cmp;
 
-	if (pa->lock_key != pb->lock_key)
-		return pa->lock_key < pb->lock_key ? -1 : 1;
+	if (pa->lock_stripe != pb->lock_stripe)
+		return pa->lock_stripe < pb->lock_stripe ? -1 : 1;
 	cmp = strcmp(pa->channel, pb->channel);
 	if (cmp != 0)
 		return cmp;
@@ -216,9 +226,11 @@ typedef struct SealRelations
 {
 	Relation	packets;
 	Relation	packets_pkey;
+	AttrNumber	packets_channel;
 	AttrNumber	packets_seq;
 	Relation	channels;
 	Relation	channels_pkey;
+	AttrNumber	channels_channel;
 	AttrNumber	channels_pruned_upto;
 } SealRelations;
 
@@ -252,14 +264,18 @@ seal_open(SealRelations *rels)
 
 	rels->packets = seal_open_table(namespace_oid, "packets", RowExclusiveLock);
 	rels->packets_pkey = seal_open_pkey(rels->packets);
+	rels->packets_channel = get_attnum(RelationGetRelid(rels->packets), "channel");
 	rels->packets_seq = get_attnum(RelationGetRelid(rels->packets), "seq");
 	rels->channels = seal_open_table(namespace_oid, "channels", AccessShareLock);
 	rels->channels_pkey = seal_open_pkey(rels->channels);
+	rels->channels_channel = get_attnum(RelationGetRelid(rels->channels), "channel");
 	rels->channels_pruned_upto = get_attnum(RelationGetRelid(rels->channels),
 											"pruned_upto");
-	if (rels->packets_seq == InvalidAttrNumber ||
+	if (rels->packets_channel == InvalidAttrNumber ||
+		rels->packets_seq == InvalidAttrNumber ||
+		rels->channels_channel == InvalidAttrNumber ||
 		rels->channels_pruned_upto == InvalidAttrNumber)
-		elog(ERROR, "comet's tables lack their seq columns");
+		elog(ERROR, "comet's tables lack their channel or seq columns");
 }
 
 static void
@@ -297,15 +313,17 @@ seal_prepare_plans(void)
  * takes no SSI predicate locks and cannot make a SERIALIZABLE sender fail.
  */
 static bool
-seal_scan_channel(Relation table, Relation index, const char *channel,
-				  bool last, AttrNumber attnum, int64 *value)
+seal_scan_channel(Relation table, Relation index, AttrNumber channel_attnum,
+				  const char *channel, bool last, AttrNumber attnum,
+				  int64 *value)
 {
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tuple;
 	bool		found = false;
 
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
+	/* a heap column number: the scan maps it to the index's column */
+	ScanKeyInit(&key, channel_attnum, BTEqualStrategyNumber, F_TEXTEQ,
 				CStringGetTextDatum(channel));
 	scan = systable_beginscan_ordered(table, index, SnapshotSelf, 1, &key);
 	tuple = systable_getnext_ordered(scan, last ? BackwardScanDirection
@@ -339,16 +357,16 @@ seal_lock_channel(const SealRelations *rels, const PendingPacket *packet)
 	LOCKTAG		tag;
 	int64		last_seq = 0;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
-						 (uint32) (packet->lock_key >> 32),
-						 (uint32) packet->lock_key,
+	/* taking a stripe we already hold only bumps its count */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, packet->lock_stripe,
 						 COMET_LOCK_CLASS);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
-	if (!seal_scan_channel(rels->packets, rels->packets_pkey, packet->channel,
+	if (!seal_scan_channel(rels->packets, rels->packets_pkey,
+						   rels->packets_channel, packet->channel,
 						   true, rels->packets_seq, &last_seq))
 		(void) seal_scan_channel(rels->channels, rels->channels_pkey,
-								 packet->channel, false,
+								 rels->channels_channel, packet->channel, false,
 								 rels->channels_pruned_upto, &last_seq);
 	return last_seq;
 }
@@ -386,15 +404,21 @@ send_seal(void)
 	int			i;
 	Oid			save_userid;
 	int			save_sec_context;
-	TimestampTz sent_at = GetCurrentTimestamp();
+	TimestampTz sent_at;
 	SealRelations rels;
+
+	/* SET TRANSACTION READ ONLY may have come after the sends */
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot send a durable comet packet in a read-only transaction")));
 
 	order = palloc(sizeof(int) * n);
 	for (i = 0; i < n; i++)
 		order[i] = i;
 	qsort_arg(order, n, sizeof(int), seal_order_cmp, send_state.packets);
 
-	send_state.sealing = true;
+	send_state.sealed = true;
 	seal_open(&rels);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(rels.packets->rd_rel->relowner,
@@ -418,6 +442,19 @@ send_seal(void)
 			send_state.packets[order[i++]].seq = ++last_seq;
 	}
 
+	/*
+	 * Taken once every lock is held, so that within a channel sent_at never
+	 * decreases as seq increases (unless the clock steps back): comet.prune
+	 * relies on it only as far as it removes whole prefixes anyway.
+	 */
+	sent_at = GetCurrentTimestamp();
+
+	/*
+	 * A seq must never be handed out twice: once listeners have seen it, the
+	 * commit must survive a crash, whatever synchronous_commit says.
+	 */
+	ForceSyncCommit();
+
 	for (i = 0; i < n; i++)
 	{
 		PendingPacket *packet = &send_state.packets[i];
@@ -440,7 +477,6 @@ send_seal(void)
 	PopActiveSnapshot();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	seal_close(&rels);
-	send_state.sealing = false;
 	send_state.count = 0;
 	pfree(order);
 }
@@ -452,7 +488,7 @@ send_reset(void)
 	send_state.packets = NULL;
 	send_state.count = 0;
 	send_state.capacity = 0;
-	send_state.sealing = false;
+	send_state.sealed = false;
 }
 
 static void

@@ -136,9 +136,18 @@ BEGIN
     IF prune.keep < interval '0' THEN
         RAISE EXCEPTION 'keep must not be negative' USING ERRCODE = '22023';
     END IF;
-    WITH gone AS (
-        DELETE FROM comet.packets p
+    -- Only whole prefixes of a channel go: everything up to its newest
+    -- packet older than keep.  (sent_at follows seq within a channel unless
+    -- the clock steps back; a prefix keeps replay free of holes regardless.)
+    WITH cut AS (
+        SELECT p.channel, max(p.seq) AS upto
+          FROM comet.packets p
          WHERE p.sent_at < now() - prune.keep
+         GROUP BY p.channel
+    ), gone AS (
+        DELETE FROM comet.packets p
+         USING cut
+         WHERE p.channel = cut.channel AND p.seq <= cut.upto
         RETURNING p.channel, p.seq
     ), per_channel AS (
         SELECT g.channel, max(g.seq) AS upto, count(*) AS n

@@ -97,6 +97,23 @@ SELECT call_object_channel('true');
 SELECT call_record(ROW(1, 2, 3));
 SELECT call_text('x', 1, NULL, NULL);
 
+-- a call that, while it renders, replaces its own function (a cast to json
+-- that runs SQL) finishes with the version it started with
+CREATE TYPE call_mood AS ENUM ('happy', 'sad');
+CREATE FUNCTION call_mood_json(m call_mood) RETURNS json LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE 'CREATE OR REPLACE FUNCTION call_reentrant(m call_mood) RETURNS jsonb '
+         || 'LANGUAGE plcomet AS '
+         || quote_literal('{"channel": "call:reentrant", "data": {"replaced": true, "m": "$m"}}');
+    RETURN to_json(m::text);
+END $f$;
+CREATE CAST (call_mood AS json) WITH FUNCTION call_mood_json(call_mood);
+CREATE FUNCTION call_reentrant(m call_mood) RETURNS jsonb LANGUAGE plcomet AS $$
+{"channel": "call:reentrant", "data": {"first": "$m", "second": "$m", "third": "${m}"}}
+$$;
+SELECT call_reentrant('happy');
+SELECT call_reentrant('sad');
+
 -- the packet is sent when the transaction commits, as with comet.send
 BEGIN;
 SELECT call_channels(8, NULL);

@@ -41,5 +41,13 @@ SELECT seq FROM comet.replay('replay:a');
 SELECT comet.last_seq('replay:a');
 SELECT comet.send('replay:a', '"six"');
 SELECT seq, data FROM comet.replay('replay:a');
+-- prune removes whole prefixes only: an old packet after a newer one
+-- takes the ones before it along, so replay never shows a hole
+SELECT comet.send('replay:b', to_jsonb(i)) FROM generate_series(1, 4) i;
+UPDATE comet.packets SET sent_at = now() - interval '2 hours'
+ WHERE channel = 'replay:b' AND seq = 2;
+SELECT comet.prune();
+SELECT seq FROM comet.replay('replay:b');
+
 SELECT comet.prune(interval '-1 second');
 SELECT comet.prune(NULL);

@@ -105,12 +105,23 @@ SELECT count(*), min(seq), max(seq), bool_and(seq = (data #>> '{}')::int)
 SELECT bool_and(sent_at <= now() + interval '1 minute' AND sent_at > now() - interval '1 hour')
   FROM comet.packets WHERE channel LIKE 'send:%';
 
+-- a transaction may send to any number of channels (locks are striped)
+SELECT count(*) FROM (SELECT comet.send('send:fan:' || i, '"fan-out"')
+                        FROM generate_series(1, 20000) i) s;
+SELECT count(*), count(DISTINCT channel), max(seq)
+  FROM comet.packets WHERE channel LIKE 'send:fan:%';
+
 -- bad input
 SELECT comet.send(NULL, '{}');
 SELECT comet.send('send:a', NULL);
 BEGIN TRANSACTION READ ONLY;
 SELECT comet.send('send:a', '1');
 ROLLBACK;
+BEGIN;
+SELECT comet.send('send:a', '"read only after all"');
+SET TRANSACTION READ ONLY;
+COMMIT;
+SELECT count(*) FROM comet.packets WHERE data = '"read only after all"';
 BEGIN;
 SELECT comet.send('send:a', '"prepared"');
 PREPARE TRANSACTION 'send_prepared';
