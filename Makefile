@@ -29,7 +29,7 @@ ISOLATION   = commit_order rollback concurrent_senders no_deadlock \
               notify_wakeup cache_invalidation repeatable_read
 
 EXTRA_CLEAN = results/ output_iso/ regression.diffs regression.out \
-              log/ tmp_check/ tmp_check_iso/ pl/test/template_test
+              log/ tmp_check/ tmp_check_iso/ pl/test/template_test bridge/asan
 
 # Debian keeps PostgreSQL 15's pg_config here; override with PG_CONFIG=...
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)

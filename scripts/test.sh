@@ -59,6 +59,16 @@ count "$(grep -c '^ok ' "$WORK/unit.out" || true)" \
 grep -q '^# all passed' "$WORK/unit.out" || count 0 1 template-harness
 
 # .../lib/pgxs/src/makefiles/pgxs.mk -> .../lib/pgxs
+log "suite: bridge units (ASan+UBSan; pg_test uses the throwaway cluster)"
+COMET_TEST_DB="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" \
+	make -s -C bridge unit-test >"$WORK/bridge-unit.out" 2>&1
+cat "$WORK/bridge-unit.out"
+count "$(grep -c '^ok ' "$WORK/bridge-unit.out" || true)" \
+	"$(grep -c '^not ok ' "$WORK/bridge-unit.out" || true)" bridge-units
+# every program must have finished with its summary (a crash prints none)
+[ "$(grep -c '^# all passed' "$WORK/bridge-unit.out" || true)" -eq "$(make -s -C bridge print-TESTS | wc -w)" ] \
+	|| count 0 1 bridge-unit-harness
+
 PGXS_DIR=$(dirname "$(dirname "$(dirname "$(make -s print-PGXS)")")")
 log "suite: pg_regress"
 "$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --bindir="$PG_BIN" \

@@ -1,0 +1,815 @@
+/*
+ * session.c — the session state machine, the rid window, the packet queue
+ * and the session table.  See session.h for the table of transitions; each
+ * cell is one function below named after its state and event.
+ *
+ * Invariants (checked by session_check in debug builds of the tests):
+ *   state == SESSION_HAVE_REQUEST  <=>  held != NULL
+ *   state == SESSION_HAVE_PACKET   <=>  queue_len > 0 (and held == NULL)
+ *   the wait timer runs exactly while a poll is held;
+ *   the inactivity timer runs exactly while no poll is held and no work
+ *   request is with the host.
+ * Requests are taken in rid order: next_rid is the next rid to start;
+ * parked[k] holds rid next_rid + k when it came early or while work is
+ * in progress.  Answers of the last rids are kept in cache[] so that a
+ * retransmitted rid gets the very same answer.
+ */
+#include "session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SESSION_MAX_WINDOW 8
+
+typedef struct CachedAnswer
+{
+	bool		valid;
+	uint64_t	rid;
+	int			status;
+	char	   *body;
+	size_t		len;
+} CachedAnswer;
+
+typedef struct ParkedRequest
+{
+	HttpRequest *req;
+	ProtoRequest *request;
+} ParkedRequest;
+
+struct Session
+{
+	SessionTable *table;
+	Session    *hash_next;
+	uint64_t	hash;
+	char		sid[PROTO_SID_MAX + 1];
+	char	   *subject;		/* NULL: anonymous */
+	int			wait_s;
+
+	SessionState state;
+	HttpRequest *held;			/* the held poll */
+	uint64_t	held_rid;
+	Packet	  **queue;
+	size_t		queue_len;
+	size_t		queue_capacity;
+
+	uint64_t	next_rid;		/* the next rid to start */
+	bool		busy;			/* a work request is with the host */
+	uint64_t	busy_rid;
+	ParkedRequest parked[SESSION_MAX_WINDOW];
+	CachedAnswer cache[SESSION_MAX_WINDOW];
+
+	LoopTimer	wait_timer;
+	LoopTimer	inactivity_timer;
+
+	Subscription **subscriptions;
+	size_t		nsubscriptions;
+	size_t		subscriptions_capacity;
+};
+
+struct SessionTable
+{
+	Loop	   *loop;
+	ChannelTable *channels;
+	SessionHooks hooks;
+	SessionLimits limits;
+	Session   **buckets;
+	size_t		nbuckets;		/* a power of two */
+	size_t		nsessions;
+};
+
+static bool session_start_next(Session *session);
+
+static void *
+session_alloc(size_t size)
+{
+	void	   *p = calloc(1, size);
+
+	if (p == NULL)
+	{
+		fprintf(stderr, "comet-bridge: out of memory\n");
+		abort();
+	}
+	return p;
+}
+
+static char *
+session_strdup(const char *s)
+{
+	size_t		len = strlen(s);
+	char	   *copy = session_alloc(len + 1);
+
+	memcpy(copy, s, len);
+	return copy;
+}
+
+const char *
+session_end_name(SessionEnd why)
+{
+	switch (why)
+	{
+		case SESSION_END_TERMINATE:
+			return "terminate";
+		case SESSION_END_INACTIVITY:
+			return "inactivity";
+		case SESSION_END_OVERFLOW:
+			return "overflow";
+		case SESSION_END_SHUTDOWN:
+			return "shutdown";
+		case SESSION_END_PROTOCOL:
+			return "item-not-found";
+	}
+	return "unknown";
+}
+
+/* ---- the session table ------------------------------------------------ */
+
+static uint64_t
+sid_hash(const char *sid)
+{
+	uint64_t	h = UINT64_C(14695981039346656037);
+
+	for (; *sid; sid++)
+	{
+		h ^= (unsigned char) *sid;
+		h *= UINT64_C(1099511628211);
+	}
+	return h;
+}
+
+SessionTable *
+session_table_create(Loop *loop, ChannelTable *channels,
+					 const SessionHooks *hooks, const SessionLimits *limits)
+{
+	SessionTable *table = session_alloc(sizeof(SessionTable));
+
+	table->loop = loop;
+	table->channels = channels;
+	table->hooks = *hooks;
+	table->limits = *limits;
+	if (table->limits.window < 1)
+		table->limits.window = 1;
+	if (table->limits.window > SESSION_MAX_WINDOW)
+		table->limits.window = SESSION_MAX_WINDOW;
+	table->nbuckets = 1024;
+	table->buckets = session_alloc(sizeof(Session *) * table->nbuckets);
+	return table;
+}
+
+void
+session_table_destroy(SessionTable *table, SessionEnd why)
+{
+	size_t		i;
+
+	if (table == NULL)
+		return;
+	for (i = 0; i < table->nbuckets; i++)
+		while (table->buckets[i] != NULL)
+			session_end(table->buckets[i], why);
+	free(table->buckets);
+	free(table);
+}
+
+size_t
+session_count(const SessionTable *table)
+{
+	return table->nsessions;
+}
+
+Session *
+session_find(SessionTable *table, const char *sid)
+{
+	uint64_t	hash = sid_hash(sid);
+	Session    *session = table->buckets[hash & (table->nbuckets - 1)];
+
+	for (; session != NULL; session = session->hash_next)
+		if (session->hash == hash && strcmp(session->sid, sid) == 0)
+			return session;
+	return NULL;
+}
+
+static void
+session_table_grow(SessionTable *table)
+{
+	size_t		nbuckets = table->nbuckets * 2;
+	Session   **buckets = session_alloc(sizeof(Session *) * nbuckets);
+	size_t		i;
+
+	for (i = 0; i < table->nbuckets; i++)
+	{
+		Session    *session = table->buckets[i];
+
+		while (session != NULL)
+		{
+			Session    *next = session->hash_next;
+			size_t		b = session->hash & (nbuckets - 1);
+
+			session->hash_next = buckets[b];
+			buckets[b] = session;
+			session = next;
+		}
+	}
+	free(table->buckets);
+	table->buckets = buckets;
+	table->nbuckets = nbuckets;
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static void session_wait_expires(Loop *loop, LoopTimer *timer, void *arg);
+static void session_inactivity_expires(Loop *loop, LoopTimer *timer, void *arg);
+
+/* The inactivity timer runs exactly while the client has nothing with us. */
+static void
+session_update_inactivity(Session *session)
+{
+	Loop	   *loop = session->table->loop;
+
+	if (session->held != NULL || session->busy)
+		loop_timer_stop(loop, &session->inactivity_timer);
+	else if (!loop_timer_active(&session->inactivity_timer))
+		loop_timer_start(loop, &session->inactivity_timer,
+						 session->table->limits.inactivity_ms);
+}
+
+Session *
+session_create(SessionTable *table, const char *sid, const char *subject,
+			   uint64_t rid, int wait_s)
+{
+	Session    *session;
+	uint64_t	max_wait_s = table->limits.max_wait_ms / 1000;
+	size_t		b;
+
+	if (session_find(table, sid) != NULL)
+		return NULL;
+	if (table->nsessions + 1 > table->nbuckets)
+		session_table_grow(table);
+
+	session = session_alloc(sizeof(Session));
+	session->table = table;
+	snprintf(session->sid, sizeof(session->sid), "%s", sid);
+	session->hash = sid_hash(session->sid);
+	session->subject = subject ? session_strdup(subject) : NULL;
+	session->wait_s = (wait_s <= 0 || (uint64_t) wait_s > max_wait_s)
+		? (int) max_wait_s : wait_s;
+	if (session->wait_s < 1)
+		session->wait_s = 1;
+	session->state = SESSION_WAITING;
+	session->next_rid = rid + 1;
+	loop_timer_init(&session->wait_timer, session_wait_expires, session);
+	loop_timer_init(&session->inactivity_timer, session_inactivity_expires, session);
+
+	b = session->hash & (table->nbuckets - 1);
+	session->hash_next = table->buckets[b];
+	table->buckets[b] = session;
+	table->nsessions++;
+	session_update_inactivity(session);
+	return session;
+}
+
+const char *
+session_sid(const Session *session)
+{
+	return session->sid;
+}
+
+const char *
+session_subject(const Session *session)
+{
+	return session->subject;
+}
+
+SessionState
+session_state(const Session *session)
+{
+	return session->state;
+}
+
+int
+session_wait_s(const Session *session)
+{
+	return session->wait_s;
+}
+
+size_t
+session_queue_length(const Session *session)
+{
+	return session->queue_len;
+}
+
+/* ---- answers and the cache -------------------------------------------- */
+
+/* Remember the answer to rid (replacing the oldest), then send it. */
+static void
+session_answer(Session *session, HttpRequest *req, uint64_t rid, int status,
+			   const char *body, size_t len)
+{
+	CachedAnswer *slot = &session->cache[rid % SESSION_MAX_WINDOW];
+
+	free(slot->body);
+	slot->valid = true;
+	slot->rid = rid;
+	slot->status = status;
+	slot->body = session_alloc(len + 1);
+	memcpy(slot->body, body, len);
+	slot->len = len;
+	session->table->hooks.answer(session->table->hooks.ctx, req, status, body, len);
+}
+
+/* Answer an error that is not cached (the request was never taken). */
+static void
+session_answer_error(Session *session, HttpRequest *req, ProtoCondition condition,
+					 const char *message)
+{
+	Buf			body = BUF_INIT;
+
+	proto_encode_error(&body, condition, message);
+	session->table->hooks.answer(session->table->hooks.ctx, req,
+								 proto_condition_status(condition),
+								 body.data, body.len);
+	buf_free(&body);
+}
+
+void
+session_take_packets(Session *session, Buf *out)
+{
+	size_t		i;
+
+	buf_append_str(out, ",\"packets\":[");
+	for (i = 0; i < session->queue_len; i++)
+	{
+		if (i > 0)
+			buf_append_char(out, ',');
+		buf_append(out, session->queue[i]->json, session->queue[i]->len);
+		packet_unref(session->queue[i]);
+	}
+	buf_append_char(out, ']');
+	session->queue_len = 0;
+	if (session->state == SESSION_HAVE_PACKET)
+		session->state = SESSION_WAITING;
+}
+
+/* Answer a poll with rid and whatever is queued (possibly nothing). */
+static void
+session_answer_poll(Session *session, HttpRequest *req, uint64_t rid)
+{
+	Buf			body = BUF_INIT;
+
+	buf_append_str(&body, "{\"rid\":");
+	buf_append_int64(&body, (int64_t) rid);
+	session_take_packets(session, &body);
+	buf_append_char(&body, '}');
+	session_answer(session, req, rid, 200, body.data, body.len);
+	buf_free(&body);
+}
+
+/* ---- the state machine ------------------------------------------------- */
+
+static void
+session_hold(Session *session, HttpRequest *req, uint64_t rid)
+{
+	session->held = req;
+	session->held_rid = rid;
+	session->state = SESSION_HAVE_REQUEST;
+	loop_timer_start(session->table->loop, &session->wait_timer,
+					 (uint64_t) session->wait_s * 1000);
+	session->table->hooks.hold(session->table->hooks.ctx, req, session);
+	session_update_inactivity(session);
+}
+
+/* Answer the held poll with what is queued and go back to waiting. */
+static void
+session_release_held(Session *session)
+{
+	HttpRequest *req = session->held;
+	uint64_t	rid = session->held_rid;
+
+	session->held = NULL;
+	session->state = SESSION_WAITING;
+	loop_timer_stop(session->table->loop, &session->wait_timer);
+	session_answer_poll(session, req, rid);
+	session_update_inactivity(session);
+}
+
+static void
+waiting_poll_arrives(Session *session, HttpRequest *req, uint64_t rid)
+{
+	session_hold(session, req, rid);
+}
+
+static void
+have_request_poll_arrives(Session *session, HttpRequest *req, uint64_t rid)
+{
+	session_release_held(session);	/* the old one, empty */
+	session_hold(session, req, rid);
+}
+
+static void
+have_packet_poll_arrives(Session *session, HttpRequest *req, uint64_t rid)
+{
+	session_answer_poll(session, req, rid);	/* -> waiting */
+	session_update_inactivity(session);
+}
+
+static void
+session_poll_arrives(Session *session, HttpRequest *req, uint64_t rid)
+{
+	switch (session->state)
+	{
+		case SESSION_WAITING:
+			waiting_poll_arrives(session, req, rid);
+			break;
+		case SESSION_HAVE_REQUEST:
+			have_request_poll_arrives(session, req, rid);
+			break;
+		case SESSION_HAVE_PACKET:
+			have_packet_poll_arrives(session, req, rid);
+			break;
+	}
+}
+
+static void
+session_enqueue(Session *session, Packet *packet)
+{
+	if (session->queue_len == session->queue_capacity)
+	{
+		size_t		capacity = session->queue_capacity ? session->queue_capacity * 2 : 4;
+		Packet	  **grown = realloc(session->queue, sizeof(Packet *) * capacity);
+
+		if (grown == NULL)
+		{
+			fprintf(stderr, "comet-bridge: out of memory\n");
+			abort();
+		}
+		session->queue = grown;
+		session->queue_capacity = capacity;
+	}
+	session->queue[session->queue_len++] = packet_ref(packet);
+}
+
+static void
+waiting_packet_arrives(Session *session, Packet *packet)
+{
+	session_enqueue(session, packet);
+	session->state = SESSION_HAVE_PACKET;
+}
+
+static void
+have_request_packet_arrives(Session *session, Packet *packet)
+{
+	session_enqueue(session, packet);
+	session_release_held(session);
+}
+
+static void
+have_packet_packet_arrives(Session *session, Packet *packet)
+{
+	if (session->queue_len >= session->table->limits.max_pending)
+	{
+		session_end(session, SESSION_END_OVERFLOW);
+		return;
+	}
+	session_enqueue(session, packet);
+}
+
+void
+session_packet(Session *session, Packet *packet)
+{
+	switch (session->state)
+	{
+		case SESSION_WAITING:
+			waiting_packet_arrives(session, packet);
+			break;
+		case SESSION_HAVE_REQUEST:
+			have_request_packet_arrives(session, packet);
+			break;
+		case SESSION_HAVE_PACKET:
+			have_packet_packet_arrives(session, packet);
+			break;
+	}
+}
+
+void
+session_queue_packet(Session *session, Packet *packet)
+{
+	session_packet(session, packet);
+}
+
+static void
+session_wait_expires(Loop *loop, LoopTimer *timer, void *arg)
+{
+	Session    *session = arg;
+
+	(void) loop;
+	(void) timer;
+	if (session->state == SESSION_HAVE_REQUEST)
+		session_release_held(session);
+}
+
+void
+session_client_gone(Session *session, HttpRequest *req)
+{
+	if (session->state != SESSION_HAVE_REQUEST || session->held != req)
+		return;
+	/* packets that arrive from now on stay queued for the next request */
+	session->held = NULL;
+	session->state = SESSION_WAITING;
+	loop_timer_stop(session->table->loop, &session->wait_timer);
+	session_update_inactivity(session);
+}
+
+static void
+session_inactivity_expires(Loop *loop, LoopTimer *timer, void *arg)
+{
+	Session    *session = arg;
+
+	(void) loop;
+	(void) timer;
+	if (session->state != SESSION_HAVE_REQUEST && !session->busy)
+		session_end(session, SESSION_END_INACTIVITY);
+}
+
+/* ---- requests in rid order ---------------------------------------------- */
+
+static bool
+request_has_work(const ProtoRequest *request)
+{
+	return request->nsend > 0 || request->nsubscribe > 0 ||
+		request->nunsubscribe > 0;
+}
+
+/*
+ * Start rid next_rid now: end the session (terminate), give it to the host
+ * (work), or treat it as a poll.  Returns false when the session is gone.
+ */
+static bool
+session_start(Session *session, HttpRequest *req, ProtoRequest *request)
+{
+	uint64_t	rid = request->rid;
+	bool		terminate = request->terminate;
+	bool		work = request_has_work(request);
+
+	session->next_rid = rid + 1;
+	if (terminate)
+	{
+		/* anything else in a terminating request is ignored */
+		proto_request_free(request);
+		free(request);
+		session_answer_poll(session, req, rid);
+		session_end(session, SESSION_END_TERMINATE);
+		return false;
+	}
+	if (work)
+	{
+		session->busy = true;
+		session->busy_rid = rid;
+		session_update_inactivity(session);
+		session->table->hooks.work(session->table->hooks.ctx, session, req, request);
+		proto_request_free(request);
+		free(request);
+		return true;
+	}
+	proto_request_free(request);
+	free(request);
+	session_poll_arrives(session, req, rid);
+	return true;
+}
+
+/* Start parked requests whose turn has come; false when the session ended. */
+static bool
+session_start_next(Session *session)
+{
+	while (!session->busy && session->parked[0].req != NULL)
+	{
+		ParkedRequest next = session->parked[0];
+
+		memmove(&session->parked[0], &session->parked[1],
+				sizeof(ParkedRequest) * (SESSION_MAX_WINDOW - 1));
+		memset(&session->parked[SESSION_MAX_WINDOW - 1], 0, sizeof(ParkedRequest));
+		if (!session_start(session, next.req, next.request))
+			return false;
+	}
+	return true;
+}
+
+static void
+session_park(Session *session, HttpRequest *req, ProtoRequest *request,
+			 uint64_t slot)
+{
+	ParkedRequest *parked = &session->parked[slot];
+
+	if (parked->req != NULL)
+	{
+		/* the same rid again while the first is parked: keep the newer */
+		session_answer_error(session, parked->req, PROTO_POLICY_VIOLATION,
+							 "a retry of this rid replaced this request");
+		proto_request_free(parked->request);
+		free(parked->request);
+	}
+	parked->req = req;
+	parked->request = request;
+}
+
+void
+session_request(Session *session, HttpRequest *req, ProtoRequest *request)
+{
+	uint64_t	rid = request->rid;
+	uint64_t	window = session->table->limits.window;
+	CachedAnswer *cached = &session->cache[rid % SESSION_MAX_WINDOW];
+
+	if (rid < session->next_rid)
+	{
+		proto_request_free(request);
+		free(request);
+		if (session->held != NULL && rid == session->held_rid)
+		{
+			/* the client re-sent its held poll: hold the new copy instead */
+			HttpRequest *old = session->held;
+			Buf			body = BUF_INIT;
+
+			session->held = req;
+			buf_append_str(&body, "{\"rid\":");
+			buf_append_int64(&body, (int64_t) rid);
+			buf_append_str(&body, ",\"packets\":[]}");
+			session->table->hooks.answer(session->table->hooks.ctx, old, 200,
+										 body.data, body.len);
+			buf_free(&body);
+			session->table->hooks.hold(session->table->hooks.ctx, req, session);
+			return;
+		}
+		if (session->busy && rid == session->busy_rid)
+		{
+			session_answer_error(session, req, PROTO_POLICY_VIOLATION,
+								 "this rid is still being processed; retry later");
+			return;
+		}
+		if (cached->valid && cached->rid == rid)
+		{
+			session->table->hooks.answer(session->table->hooks.ctx, req,
+										 cached->status, cached->body, cached->len);
+			return;
+		}
+		session_answer_error(session, req, PROTO_ITEM_NOT_FOUND,
+							 "rid is older than the session's window");
+		session_end(session, SESSION_END_PROTOCOL);
+		return;
+	}
+	if (rid - session->next_rid >= window)
+	{
+		proto_request_free(request);
+		free(request);
+		session_answer_error(session, req, PROTO_ITEM_NOT_FOUND,
+							 "rid is beyond the session's window");
+		session_end(session, SESSION_END_PROTOCOL);
+		return;
+	}
+	session_park(session, req, request, rid - session->next_rid);
+	(void) session_start_next(session);
+}
+
+void
+session_answer_work(Session *session, HttpRequest *req, uint64_t rid,
+					int status, const char *body, size_t len)
+{
+	session_answer(session, req, rid, status, body, len);
+	if (session->busy && rid == session->busy_rid)
+	{
+		session->busy = false;
+		session_update_inactivity(session);
+		(void) session_start_next(session);
+	}
+}
+
+/* ---- subscriptions ------------------------------------------------------ */
+
+static Subscription **
+session_find_subscription(const Session *session, const char *channel)
+{
+	size_t		i;
+
+	for (i = 0; i < session->nsubscriptions; i++)
+		if (strcmp(channel_name(session->subscriptions[i]->channel), channel) == 0)
+			return (Subscription **) &session->subscriptions[i];
+	return NULL;
+}
+
+bool
+session_subscribe(Session *session, const char *channel)
+{
+	if (session_find_subscription(session, channel) != NULL)
+		return false;
+	if (session->nsubscriptions == session->subscriptions_capacity)
+	{
+		size_t		capacity = session->subscriptions_capacity
+			? session->subscriptions_capacity * 2 : 4;
+		Subscription **grown = realloc(session->subscriptions,
+									   sizeof(Subscription *) * capacity);
+
+		if (grown == NULL)
+		{
+			fprintf(stderr, "comet-bridge: out of memory\n");
+			abort();
+		}
+		session->subscriptions = grown;
+		session->subscriptions_capacity = capacity;
+	}
+	session->subscriptions[session->nsubscriptions++] =
+		channel_subscribe(session->table->channels, channel, session);
+	return true;
+}
+
+bool
+session_unsubscribe(Session *session, const char *channel)
+{
+	Subscription **slot = session_find_subscription(session, channel);
+
+	if (slot == NULL)
+		return false;
+	channel_unsubscribe(session->table->channels, *slot);
+	*slot = session->subscriptions[--session->nsubscriptions];
+	return true;
+}
+
+bool
+session_is_subscribed(const Session *session, const char *channel)
+{
+	return session_find_subscription(session, channel) != NULL;
+}
+
+void
+session_foreach_channel(const Session *session,
+						void (*fn) (void *arg, const char *channel), void *arg)
+{
+	size_t		i;
+
+	for (i = 0; i < session->nsubscriptions; i++)
+		fn(arg, channel_name(session->subscriptions[i]->channel));
+}
+
+/* ---- the end ------------------------------------------------------------ */
+
+static ProtoCondition
+session_end_condition(SessionEnd why)
+{
+	switch (why)
+	{
+		case SESSION_END_OVERFLOW:
+			return PROTO_OVERFLOW;
+		case SESSION_END_SHUTDOWN:
+			return PROTO_SYSTEM_SHUTDOWN;
+		default:
+			return PROTO_ITEM_NOT_FOUND;
+	}
+}
+
+void
+session_end(Session *session, SessionEnd why)
+{
+	SessionTable *table = session->table;
+	Session   **link = &table->buckets[session->hash & (table->nbuckets - 1)];
+	ProtoCondition condition = session_end_condition(why);
+	size_t		i;
+
+	/* out of the table first: nothing below can reach it again */
+	while (*link != session)
+		link = &(*link)->hash_next;
+	*link = session->hash_next;
+	table->nsessions--;
+
+	loop_timer_stop(table->loop, &session->wait_timer);
+	loop_timer_stop(table->loop, &session->inactivity_timer);
+
+	if (session->held != NULL)
+	{
+		HttpRequest *held = session->held;
+
+		session->held = NULL;
+		if (why == SESSION_END_TERMINATE)
+			session_answer_poll(session, held, session->held_rid);
+		else
+			session_answer_error(session, held, condition, session_end_name(why));
+	}
+	for (i = 0; i < SESSION_MAX_WINDOW; i++)
+	{
+		if (session->parked[i].req == NULL)
+			continue;
+		session_answer_error(session, session->parked[i].req, PROTO_ITEM_NOT_FOUND,
+							 "the session has ended");
+		proto_request_free(session->parked[i].request);
+		free(session->parked[i].request);
+	}
+
+	table->hooks.ended(table->hooks.ctx, session, why);
+
+	while (session->nsubscriptions > 0)
+		channel_unsubscribe(table->channels,
+							session->subscriptions[--session->nsubscriptions]);
+	free(session->subscriptions);
+	for (i = 0; i < session->queue_len; i++)
+		packet_unref(session->queue[i]);
+	free(session->queue);
+	for (i = 0; i < SESSION_MAX_WINDOW; i++)
+		free(session->cache[i].body);
+	free(session->subject);
+	free(session);
+}

@@ -1,0 +1,148 @@
+/*
+ * session.h — one client's long-poll session.
+ *
+ * A session is an explicit state machine (docs/protocol.md):
+ *
+ *   state \ event | poll arrives        | packet arrives      | wait expires  | client gone  | inactivity
+ *   --------------+---------------------+---------------------+---------------+--------------+-----------
+ *   waiting       | hold -> have_request| queue -> have_packet| -             | -            | end
+ *   have_request  | answer old, hold new| answer -> waiting   | answer empty  | drop request | -
+ *                 |                     |                     |   -> waiting  |   -> waiting |
+ *   have_packet   | answer -> waiting   | queue (or overflow) | -             | -            | end
+ *
+ * Around it: the rid window (requests are processed in rid order; a rid
+ * already answered gets the same answer again; a rid beyond the window
+ * ends the session), and "work" requests (send, subscribe, unsubscribe)
+ * that the host carries out against the database and answers through
+ * session_answer_work while the held poll stays held.
+ *
+ * The session never does I/O itself: answers go out through SessionHooks.
+ */
+#ifndef COMET_SESSION_H
+#define COMET_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "channel.h"
+#include "loop.h"
+#include "packet.h"
+#include "protocol.h"
+
+typedef struct Session Session;
+typedef struct SessionTable SessionTable;
+typedef struct HttpRequest HttpRequest;	/* owned by the HTTP layer */
+
+typedef enum SessionState
+{
+	SESSION_WAITING,			/* no request held, nothing queued */
+	SESSION_HAVE_REQUEST,		/* a poll held, nothing to send */
+	SESSION_HAVE_PACKET			/* packets queued, no request to carry them */
+} SessionState;
+
+typedef enum SessionEnd
+{
+	SESSION_END_TERMINATE,		/* the client said so */
+	SESSION_END_INACTIVITY,		/* no request for the inactivity period */
+	SESSION_END_OVERFLOW,		/* the queue passed max_pending */
+	SESSION_END_SHUTDOWN,		/* the bridge is stopping */
+	SESSION_END_PROTOCOL		/* a rid outside the window */
+} SessionEnd;
+
+/* "terminate", "inactivity", "overflow", "shutdown", "item-not-found" */
+const char *session_end_name(SessionEnd why);
+
+typedef struct SessionHooks
+{
+	/* Send status and body as the answer to req; req is done afterwards. */
+	void		(*answer) (void *ctx, HttpRequest *req, int status,
+						   const char *body, size_t len);
+	/* req is now held: watch its socket for hang-up until answered. */
+	void		(*hold) (void *ctx, HttpRequest *req, Session *session);
+	/*
+	 * Carry out a request that sends, subscribes or unsubscribes, and
+	 * answer it with session_answer_work, now or later.  request is only
+	 * valid during the call.  The hook must not end the session itself.
+	 */
+	void		(*work) (void *ctx, Session *session, HttpRequest *req,
+						 const ProtoRequest *request);
+	/* The session ends; it is freed when this returns. */
+	void		(*ended) (void *ctx, Session *session, SessionEnd why);
+	void	   *ctx;
+} SessionHooks;
+
+typedef struct SessionLimits
+{
+	uint64_t	max_wait_ms;	/* longest a poll is held (--wait) */
+	uint64_t	inactivity_ms;	/* --inactivity */
+	size_t		max_pending;	/* packets queued before overflow */
+	uint64_t	window;			/* rids processed ahead ("requests"), 2 */
+} SessionLimits;
+
+SessionTable *session_table_create(Loop *loop, ChannelTable *channels,
+								   const SessionHooks *hooks,
+								   const SessionLimits *limits);
+/* Ends every session with why, then frees the table. */
+void		session_table_destroy(SessionTable *table, SessionEnd why);
+size_t		session_count(const SessionTable *table);
+Session    *session_find(SessionTable *table, const char *sid);
+
+/*
+ * A new session after a successful setup request with rid: its next rid is
+ * rid + 1.  wait_s is what the client asked for (0: the maximum).  subject
+ * may be NULL (anonymous).  Returns NULL when sid is already taken.
+ */
+Session    *session_create(SessionTable *table, const char *sid,
+						   const char *subject, uint64_t rid, int wait_s);
+
+const char *session_sid(const Session *session);
+const char *session_subject(const Session *session);
+SessionState session_state(const Session *session);
+int			session_wait_s(const Session *session);
+size_t		session_queue_length(const Session *session);
+
+/* Subscriptions (the host has authorized them). */
+bool		session_subscribe(Session *session, const char *channel);
+bool		session_unsubscribe(Session *session, const char *channel);
+bool		session_is_subscribed(const Session *session, const char *channel);
+/* Calls fn for each subscribed channel. */
+void		session_foreach_channel(const Session *session,
+									void (*fn) (void *arg, const char *channel),
+									void *arg);
+
+/*
+ * Events.  session_request takes a decoded request for this session
+ * (request->sid matches), malloc'd; it is answered at once, held, parked
+ * until its turn, or handed to the host as work.  The session takes
+ * ownership of request.  A request with "terminate" ends the session (its
+ * other items are ignored); it is answered with the packets still queued.
+ * The session may have ended when this returns.
+ */
+void		session_request(Session *session, HttpRequest *req, ProtoRequest *request);
+/* A packet for a channel the session subscribes to (ChannelHooks.deliver). */
+void		session_packet(Session *session, Packet *packet);
+/* The client of the held request hung up: forget the request. */
+void		session_client_gone(Session *session, HttpRequest *req);
+/* End the session now (terminate, shutdown). */
+void		session_end(Session *session, SessionEnd why);
+
+/*
+ * Append ,"packets":[...] with everything queued to out and empty the
+ * queue (have_packet -> waiting).  For answers the host composes.
+ */
+void		session_take_packets(Session *session, Buf *out);
+
+/*
+ * The host's answer to a work request or to the setup request: send it,
+ * remember it for retransmission, and process the next parked request.
+ * body is the complete JSON answer.
+ */
+void		session_answer_work(Session *session, HttpRequest *req, uint64_t rid,
+								int status, const char *body, size_t len);
+
+/* Queue a packet for the setup answer (resume catch-up, gaps). */
+void		session_queue_packet(Session *session, Packet *packet);
+
+#endif							/* COMET_SESSION_H */

@@ -1,0 +1,424 @@
+/*
+ * session_test.c — the session state machine, the rid window and the
+ * channel table, driven event by event with a real event loop and a host
+ * that records what the session asks of it (answers, holds, work, ends).
+ * No network here: that is the black-box suite's job.
+ */
+#include "../session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "unit.h"
+
+/* The HTTP layer's request, as far as these tests need one. */
+struct HttpRequest
+{
+	int			id;
+};
+
+#define MAX_EVENTS 64
+
+typedef struct Answer
+{
+	int			req;
+	int			status;
+	char		body[512];
+} Answer;
+
+typedef struct Host
+{
+	Answer		answers[MAX_EVENTS];
+	int			nanswers;
+	int			held[MAX_EVENTS];
+	int			nheld;
+	int			work[MAX_EVENTS];	/* request ids given as work */
+	uint64_t	work_rid[MAX_EVENTS];
+	int			nwork;
+	SessionEnd	ended[MAX_EVENTS];
+	int			nended;
+	char		listens[MAX_EVENTS][64];
+	int			nlistens;
+	char		unlistens[MAX_EVENTS][64];
+	int			nunlistens;
+} Host;
+
+static Host host;
+static Loop *loop;
+static ChannelTable *channels;
+static SessionTable *sessions;
+static HttpRequest requests[256];
+
+static void
+host_answer(void *ctx, HttpRequest *req, int status, const char *body, size_t len)
+{
+	Answer	   *a = &host.answers[host.nanswers++ % MAX_EVENTS];
+
+	(void) ctx;
+	a->req = req->id;
+	a->status = status;
+	snprintf(a->body, sizeof(a->body), "%.*s", (int) len, body);
+}
+
+static void
+host_hold(void *ctx, HttpRequest *req, Session *session)
+{
+	(void) ctx;
+	(void) session;
+	host.held[host.nheld++ % MAX_EVENTS] = req->id;
+}
+
+static void
+host_work(void *ctx, Session *session, HttpRequest *req, const ProtoRequest *request)
+{
+	(void) ctx;
+	(void) session;
+	host.work[host.nwork % MAX_EVENTS] = req->id;
+	host.work_rid[host.nwork % MAX_EVENTS] = request->rid;
+	host.nwork++;
+}
+
+static void
+host_ended(void *ctx, Session *session, SessionEnd why)
+{
+	(void) ctx;
+	(void) session;
+	host.ended[host.nended++ % MAX_EVENTS] = why;
+}
+
+static void
+host_listen(void *ctx, const char *channel)
+{
+	(void) ctx;
+	snprintf(host.listens[host.nlistens++ % MAX_EVENTS], 64, "%s", channel);
+}
+
+static void
+host_unlisten(void *ctx, const char *channel)
+{
+	(void) ctx;
+	snprintf(host.unlistens[host.nunlistens++ % MAX_EVENTS], 64, "%s", channel);
+}
+
+static void
+host_deliver(void *ctx, void *subscriber, Packet *packet)
+{
+	(void) ctx;
+	session_packet(subscriber, packet);
+}
+
+static void
+setup(size_t max_pending, uint64_t inactivity_ms)
+{
+	SessionHooks hooks = {host_answer, host_hold, host_work, host_ended, NULL};
+	ChannelHooks channel_hooks = {host_listen, host_unlisten, host_deliver, NULL};
+	SessionLimits limits = {1000, inactivity_ms, max_pending, 2};
+	char		err[128];
+
+	memset(&host, 0, sizeof(host));
+	loop = loop_create(err, sizeof(err));
+	channels = channel_table_create(&channel_hooks);
+	sessions = session_table_create(loop, channels, &hooks, &limits);
+}
+
+static void
+teardown(void)
+{
+	session_table_destroy(sessions, SESSION_END_SHUTDOWN);
+	channel_table_destroy(channels);
+	loop_destroy(loop);
+}
+
+/* A decoded request: a poll, or with one send item when send is set. */
+static ProtoRequest *
+make_request(const char *sid, uint64_t rid, bool send, bool terminate)
+{
+	ProtoRequest *request = calloc(1, sizeof(ProtoRequest));
+
+	request->has_sid = true;
+	snprintf(request->sid, sizeof(request->sid), "%s", sid);
+	request->rid = rid;
+	request->terminate = terminate;
+	if (send)
+	{
+		request->nsend = 1;
+		request->send = calloc(1, sizeof(ProtoSendItem));
+		snprintf(request->send[0].channel, sizeof(request->send[0].channel), "c");
+		request->send[0].data_json = strdup("1");
+	}
+	return request;
+}
+
+static HttpRequest *
+req(int id)
+{
+	requests[id].id = id;
+	return &requests[id];
+}
+
+static void
+poll_rid(Session *s, int id, uint64_t rid)
+{
+	session_request(s, req(id), make_request(session_sid(s), rid, false, false));
+}
+
+static void
+stop_loop(Loop *l, LoopTimer *timer, void *arg)
+{
+	(void) timer;
+	(void) arg;
+	loop_stop(l);
+}
+
+/* Run the loop for about ms milliseconds. */
+static void
+run_for(uint64_t ms)
+{
+	LoopTimer	stop;
+
+	loop_timer_init(&stop, stop_loop, NULL);
+	loop_timer_start(loop, &stop, ms);
+	loop_run(loop);
+	loop_timer_stop(loop, &stop);
+}
+
+static Answer *
+last_answer(void)
+{
+	return host.nanswers ? &host.answers[(host.nanswers - 1) % MAX_EVENTS] : NULL;
+}
+
+static Packet *
+publish(const char *channel, int64_t seq, const char *data)
+{
+	Packet	   *packet = packet_new(channel, seq, data, strlen(data));
+
+	channel_publish(channels, packet);
+	return packet;
+}
+
+static void
+test_poll_and_packets(void)
+{
+	Session    *s;
+	Packet	   *p;
+
+	setup(100, 10000);
+	s = session_create(sessions, "s1", NULL, 10, 0);
+	UNIT_CHECK(s != NULL && session_state(s) == SESSION_WAITING,
+			   "a new session is waiting");
+	UNIT_CHECK(session_create(sessions, "s1", NULL, 1, 0) == NULL,
+			   "a sid cannot be used twice");
+	UNIT_CHECK(session_wait_s(s) == 1, "wait 0 asks for the maximum (1 s here)");
+	UNIT_CHECK(session_subscribe(s, "grid:1") && host.nlistens == 1 &&
+			   strcmp(host.listens[0], "grid:1") == 0,
+			   "the first subscription to a channel asks for LISTEN");
+	UNIT_CHECK(!session_subscribe(s, "grid:1") && host.nlistens == 1,
+			   "subscribing twice changes nothing");
+
+	poll_rid(s, 1, 11);
+	UNIT_CHECK(session_state(s) == SESSION_HAVE_REQUEST && host.nheld == 1 &&
+			   host.nanswers == 0,
+			   "waiting + poll: the poll is held, nothing answered");
+
+	p = publish("grid:1", 5, "{\"x\":1}");
+	UNIT_CHECK(host.nanswers == 1 && last_answer()->req == 1 &&
+			   strcmp(last_answer()->body,
+					  "{\"rid\":11,\"packets\":[{\"channel\":\"grid:1\",\"seq\":5,\"data\":{\"x\":1}}]}") == 0,
+			   "have_request + packet: the held poll carries it (%s)",
+			   last_answer() ? last_answer()->body : "");
+	UNIT_CHECK(session_state(s) == SESSION_WAITING, "... and the session waits again");
+	packet_unref(p);
+
+	packet_unref(publish("grid:1", 5, "\"again\""));
+	UNIT_CHECK(session_state(s) == SESSION_WAITING && session_queue_length(s) == 0,
+			   "a durable seq already published is dropped as a duplicate");
+	packet_unref(publish("grid:1", 6, "\"six\""));
+	packet_unref(publish("grid:1", -1, "\"plain\""));
+	UNIT_CHECK(session_state(s) == SESSION_HAVE_PACKET && session_queue_length(s) == 2,
+			   "waiting + packets: they are queued (have_packet)");
+
+	poll_rid(s, 2, 12);
+	UNIT_CHECK(host.nanswers == 2 && last_answer()->req == 2 &&
+			   strstr(last_answer()->body, "\"seq\":6") != NULL &&
+			   strstr(last_answer()->body, "\"plain\"") != NULL,
+			   "have_packet + poll: answered at once with the queue");
+	UNIT_CHECK(session_state(s) == SESSION_WAITING && session_queue_length(s) == 0,
+			   "... and the queue is empty again");
+
+	poll_rid(s, 3, 12);
+	UNIT_CHECK(host.nanswers == 3 && last_answer()->req == 3 &&
+			   strcmp(last_answer()->body, host.answers[1].body) == 0,
+			   "a rid already answered gets the same answer again");
+
+	poll_rid(s, 4, 13);
+	poll_rid(s, 5, 14);
+	UNIT_CHECK(host.nanswers == 4 && last_answer()->req == 4 &&
+			   strcmp(last_answer()->body, "{\"rid\":13,\"packets\":[]}") == 0 &&
+			   session_state(s) == SESSION_HAVE_REQUEST,
+			   "have_request + poll: the old poll is answered empty, the new one held");
+
+	poll_rid(s, 6, 14);
+	UNIT_CHECK(host.nanswers == 5 && last_answer()->req == 5 &&
+			   session_state(s) == SESSION_HAVE_REQUEST,
+			   "a retry of the held poll replaces it; the old copy is answered");
+
+	run_for(1200);
+	UNIT_CHECK(host.nanswers == 6 && last_answer()->req == 6 &&
+			   strcmp(last_answer()->body, "{\"rid\":14,\"packets\":[]}") == 0 &&
+			   session_state(s) == SESSION_WAITING,
+			   "have_request + wait expires: answered empty, waiting");
+
+	UNIT_CHECK(session_unsubscribe(s, "grid:1") && host.nunlistens == 1,
+			   "the last unsubscription asks for UNLISTEN");
+	teardown();
+}
+
+static void
+test_client_gone(void)
+{
+	Session    *s;
+
+	setup(100, 10000);
+	s = session_create(sessions, "s2", "alice", 0, 1);
+	UNIT_CHECK(strcmp(session_subject(s), "alice") == 0, "the subject is kept");
+	session_subscribe(s, "c");
+	poll_rid(s, 1, 1);
+	session_client_gone(s, req(1));
+	UNIT_CHECK(session_state(s) == SESSION_WAITING && host.nanswers == 0,
+			   "have_request + client gone: the request is dropped unanswered");
+	packet_unref(publish("c", 1, "\"kept\""));
+	UNIT_CHECK(session_state(s) == SESSION_HAVE_PACKET && host.nanswers == 0,
+			   "a packet after the client left is queued, not written to the dead request");
+	poll_rid(s, 2, 2);
+	UNIT_CHECK(host.nanswers == 1 && last_answer()->req == 2 &&
+			   strstr(last_answer()->body, "\"kept\"") != NULL,
+			   "the next request carries it");
+	teardown();
+}
+
+static void
+test_rid_window(void)
+{
+	const char *work_answer = "{\"rid\":102,\"results\":[{\"ok\":true}]}";
+	Session    *s;
+
+	setup(100, 10000);
+	s = session_create(sessions, "s3", NULL, 100, 0);
+	session_request(s, req(1), make_request("s3", 102, true, false));
+	UNIT_CHECK(host.nwork == 0 && host.nanswers == 0,
+			   "a rid one ahead is parked until its turn");
+	poll_rid(s, 2, 101);
+	UNIT_CHECK(host.nheld == 1 && host.nwork == 1 && host.work[0] == 1 &&
+			   host.work_rid[0] == 102,
+			   "when the missing rid comes, both run in rid order (poll held, send to the host)");
+
+	poll_rid(s, 3, 102);
+	UNIT_CHECK(last_answer() && last_answer()->req == 3 && last_answer()->status == 429,
+			   "a retry of a rid still being worked on is refused with 429");
+
+	session_request(s, req(4), make_request("s3", 103, false, false));
+	UNIT_CHECK(host.nheld == 1, "a request behind busy work waits its turn");
+	session_answer_work(s, req(1), 102, 200, work_answer, strlen(work_answer));
+	UNIT_CHECK(host.answers[host.nanswers - 2].req == 1 &&
+			   host.answers[host.nanswers - 1].req == 2 && host.nheld == 2,
+			   "the work answer goes out, then the parked poll replaces the held one");
+
+	poll_rid(s, 5, 102);
+	UNIT_CHECK(last_answer()->req == 5 &&
+			   strcmp(last_answer()->body, work_answer) == 0,
+			   "a work answer is resent as it was for its rid");
+
+	poll_rid(s, 6, 106);
+	UNIT_CHECK(host.answers[host.nanswers - 2].req == 6 &&
+			   host.answers[host.nanswers - 2].status == 404 &&
+			   strstr(host.answers[host.nanswers - 2].body, "item-not-found") != NULL &&
+			   host.nended == 1 && host.ended[0] == SESSION_END_PROTOCOL,
+			   "a rid beyond the window ends the session with item-not-found");
+	UNIT_CHECK(session_find(sessions, "s3") == NULL, "... and the session is gone");
+	UNIT_CHECK(last_answer()->req == 4 && last_answer()->status == 404,
+			   "its held poll is answered with the same condition");
+
+	s = session_create(sessions, "s4", NULL, 100, 0);
+	poll_rid(s, 7, 101);
+	poll_rid(s, 8, 102);
+	poll_rid(s, 9, 103);
+	poll_rid(s, 10, 50);
+	UNIT_CHECK(host.answers[host.nanswers - 2].req == 10 &&
+			   host.answers[host.nanswers - 2].status == 404 &&
+			   host.ended[host.nended - 1] == SESSION_END_PROTOCOL,
+			   "a rid older than the window ends the session too");
+	teardown();
+}
+
+static void
+test_overflow_inactivity_terminate(void)
+{
+	Session    *s;
+	Session    *t;
+	int			i;
+
+	setup(3, 100);
+	s = session_create(sessions, "s5", NULL, 0, 0);
+	t = session_create(sessions, "s6", NULL, 0, 0);
+	session_subscribe(s, "busy");
+	session_subscribe(t, "busy");
+	poll_rid(t, 1, 1);
+	for (i = 1; i <= 4; i++)
+	{
+		packet_unref(publish("busy", i, "0"));
+		if (session_find(sessions, "s6") != NULL && session_state(t) == SESSION_WAITING)
+			poll_rid(t, 10 + i, 1 + i);
+	}
+	UNIT_CHECK(session_find(sessions, "s5") == NULL && host.nended == 1 &&
+			   host.ended[0] == SESSION_END_OVERFLOW,
+			   "a queue past max_pending ends the session (overflow)");
+	UNIT_CHECK(session_find(sessions, "s6") != NULL &&
+			   channel_subscribers(channels, "busy") == 1,
+			   "other subscribers of the channel keep going");
+
+	run_for(250);
+	UNIT_CHECK(session_find(sessions, "s6") != NULL,
+			   "a session with a held poll is not inactive");
+
+	s = session_create(sessions, "s7", NULL, 0, 0);
+	run_for(250);
+	UNIT_CHECK(session_find(sessions, "s7") == NULL &&
+			   host.ended[host.nended - 1] == SESSION_END_INACTIVITY,
+			   "a session without a request for the inactivity period ends");
+
+	packet_unref(publish("busy", 9, "\"last\""));
+	session_request(t, req(30), make_request("s6", 6, false, true));
+	UNIT_CHECK(session_find(sessions, "s6") == NULL &&
+			   host.ended[host.nended - 1] == SESSION_END_TERMINATE,
+			   "terminate ends the session");
+	UNIT_CHECK(channel_count(channels) == 0 && host.nunlistens == 1,
+			   "the channel nobody needs any more is released");
+	teardown();
+}
+
+static void
+test_shutdown(void)
+{
+	Session    *s;
+
+	setup(100, 10000);
+	s = session_create(sessions, "s8", NULL, 0, 0);
+	poll_rid(s, 1, 1);
+	teardown();
+	UNIT_CHECK(host.nanswers == 1 && host.answers[0].status == 503 &&
+			   strstr(host.answers[0].body, "system-shutdown") != NULL &&
+			   host.ended[0] == SESSION_END_SHUTDOWN,
+			   "shutting down answers held polls with system-shutdown");
+}
+
+int
+main(void)
+{
+	test_poll_and_packets();
+	test_client_gone();
+	test_rid_window();
+	test_overflow_inactivity_terminate();
+	test_shutdown();
+	return unit_done();
+}
