@@ -35,9 +35,18 @@ EXTRA_CLEAN = results/ output_iso/ regression.diffs regression.out \
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
-all:
+all: bridge/comet-bridge
 
-.PHONY: test run stop bench unit-test
+.PHONY: test run stop bench unit-test install-bridge bridge/comet-bridge
+
+# comet-bridge: built by its own Makefile, installed next to the extension
+PREFIX ?= /usr/local
+bridge/comet-bridge:
+	$(MAKE) -C bridge comet-bridge
+
+install: install-bridge
+install-bridge: bridge/comet-bridge
+	install -D -m 755 bridge/comet-bridge $(DESTDIR)$(PREFIX)/bin/comet-bridge
 
 test:
 	scripts/test.sh

@@ -19,6 +19,7 @@ struct Channel
 	size_t		nsubscribers;
 	size_t		capacity;
 	int64_t		last_seq;
+	bool		listening;		/* the LISTEN has taken effect */
 	bool		publishing;		/* channel_publish is walking subscribers */
 	bool		removed;		/* emptied while publishing: free afterwards */
 };
@@ -258,6 +259,37 @@ channel_set_last_seq(ChannelTable *table, const char *name, int64_t seq)
 
 	if (channel != NULL && seq > channel->last_seq)
 		channel->last_seq = seq;
+}
+
+bool
+channel_is_listening(ChannelTable *table, const char *name)
+{
+	Channel    *channel = channel_find(table, name, channel_hash(name));
+
+	return channel != NULL && channel->listening;
+}
+
+void
+channel_set_listening(ChannelTable *table, const char *name, bool listening)
+{
+	Channel    *channel = channel_find(table, name, channel_hash(name));
+
+	if (channel != NULL)
+		channel->listening = listening;
+}
+
+void
+channel_clear_listening(ChannelTable *table)
+{
+	size_t		i;
+
+	for (i = 0; i < table->nbuckets; i++)
+	{
+		Channel    *channel;
+
+		for (channel = table->buckets[i]; channel != NULL; channel = channel->next)
+			channel->listening = false;
+	}
 }
 
 size_t

@@ -12,6 +12,7 @@
 #ifndef COMET_CHANNEL_H
 #define COMET_CHANNEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,12 @@ size_t		channel_publish(ChannelTable *table, Packet *packet);
 int64_t		channel_last_seq(ChannelTable *table, const char *name);
 /* Set it (from comet.last_seq when the LISTEN took effect). */
 void		channel_set_last_seq(ChannelTable *table, const char *name, int64_t seq);
+
+/* Whether the LISTEN for a channel has taken effect (false if unknown). */
+bool		channel_is_listening(ChannelTable *table, const char *name);
+void		channel_set_listening(ChannelTable *table, const char *name, bool listening);
+/* Forget every LISTEN (the connection was lost). */
+void		channel_clear_listening(ChannelTable *table);
 
 size_t		channel_count(const ChannelTable *table);
 size_t		channel_subscribers(ChannelTable *table, const char *name);

@@ -1,0 +1,1319 @@
+/*
+ * broker.c — the bridge's request logic and delivery path.
+ *
+ * Setup (a request without sid), in stages, each a query on the pool:
+ *   1. authenticate the "auth" object -> subject (or 403);
+ *   2. authorize "subscribe" for every channel asked for (or 403);
+ *   3. create the session, subscribe (LISTEN where new), and wait until
+ *      every LISTEN has taken effect;
+ *   4. read each channel's position (comet.last_seq) — every later packet
+ *      will be delivered, because the LISTEN came first;
+ *   5. for "resume", replay what the client missed up to the position,
+ *      with a gap notice for what is no longer kept;
+ *   6. answer {"sid", "rid", "wait", "hold", "requests", "inactivity",
+ *      "subscribed", "positions", "packets"}.
+ * Work (subscribe, unsubscribe, send on an existing session) runs the same
+ * way and is answered with "results", one per item (subscribe items first,
+ * then unsubscribe, then send), new "positions" and any queued packets.
+ * Async steps find their session again by sid: it may have ended meanwhile.
+ *
+ * Delivery: every NOTIFY becomes a Delivery in one FIFO.  Most are ready at
+ * once; a wake-up without data ("comet/1 <seq>") and a catch-up after a
+ * reconnect or a missed seq wait for comet.replay.  The FIFO is published
+ * from its head only, so each channel's packets reach sessions in order.
+ */
+#include "broker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "channel.h"
+#include "packet.h"
+#include "pg.h"
+#include "protocol.h"
+
+#define BROKER_SQL_MAX 600
+
+typedef struct Delivery
+{
+	struct Delivery *next;
+	bool		ready;
+	char		channel[PROTO_CHANNEL_MAX + 1];
+	Packet	  **packets;
+	size_t		npackets;
+} Delivery;
+
+typedef struct BrokerStats
+{
+	unsigned long sessions_created;
+	unsigned long packets_delivered;
+	unsigned long notifications;
+	unsigned long errors[PROTO_CONDITION_COUNT];
+} BrokerStats;
+
+struct Broker
+{
+	Loop	   *loop;
+	Pg		   *pg;
+	Http	   *http;
+	ChannelTable *channels;
+	SessionTable *sessions;
+	BrokerOptions options;
+	char		node_id[40];
+	char		sql_auth[BROKER_SQL_MAX];
+	char		sql_authorize[BROKER_SQL_MAX];
+	char		sql_receive[BROKER_SQL_MAX];
+	Delivery   *fifo_head;
+	Delivery   *fifo_tail;
+	struct Waiter *waiters;		/* setups and work waiting for LISTENs */
+	bool		shutting_down;
+	bool		was_connected;
+	BrokerStats stats;
+};
+
+/* A setup or work request between its async steps. */
+typedef struct Step
+{
+	Broker	   *broker;
+	HttpRequest *req;
+	bool		setup;
+	char		sid[PROTO_SID_MAX + 1];
+	uint64_t	rid;
+	int			wait;
+	char	   *subject;
+	char	   *auth_json;
+	/* the request's items, copied */
+	int			nsubscribe;
+	char		(*subscribe)[PROTO_CHANNEL_MAX + 1];
+	bool	   *allowed;		/* per subscribe item, then per send item */
+	int			nunsubscribe;
+	char		(*unsubscribe)[PROTO_CHANNEL_MAX + 1];
+	int			nsend;
+	ProtoSendItem *send;
+	bool	   *send_allowed;
+	int			next_send;
+	int			nresume;
+	ProtoResumeItem *resume;
+	/* what the answer will say */
+	Buf			results;		/* ,{...},{...} */
+	Buf			positions;		/* ,"ch":57 */
+	int64_t    *position_of;	/* per subscribe item, -1 if none */
+	Packet	  **extra;			/* resume packets and gaps, before the queue */
+	size_t		nextra;
+} Step;
+
+typedef struct Waiter
+{
+	struct Waiter *next;
+	Step	   *step;
+} Waiter;
+
+static void step_positions(Step *step);
+static void step_send_next(Step *step);
+static void broker_flush(Broker *broker);
+
+static void *
+broker_alloc(size_t size)
+{
+	void	   *p = calloc(1, size);
+
+	if (p == NULL)
+	{
+		fprintf(stderr, "comet-bridge: out of memory\n");
+		abort();
+	}
+	return p;
+}
+
+static char *
+broker_strdup(const char *s)
+{
+	char	   *copy;
+
+	if (s == NULL)
+		return NULL;
+	copy = strdup(s);
+	if (copy == NULL)
+	{
+		fprintf(stderr, "comet-bridge: out of memory\n");
+		abort();
+	}
+	return copy;
+}
+
+/* ---- answers ------------------------------------------------------------ */
+
+/* A session by sid; none once the bridge is shutting down. */
+static Session *
+broker_find_session(const Broker *broker, const char *sid)
+{
+	return broker->sessions ? session_find(broker->sessions, sid) : NULL;
+}
+
+static void
+broker_error(Broker *broker, HttpRequest *req, ProtoCondition condition,
+			 const char *message)
+{
+	Buf			body = BUF_INIT;
+
+	broker->stats.errors[condition]++;
+	proto_encode_error(&body, condition, message);
+	http_answer(broker->http, req, proto_condition_status(condition), body.data, body.len);
+	buf_free(&body);
+}
+
+/*
+ * What an SQL failure means for the client: RAISE's message passes (P0001),
+ * authorization failures are forbidden, anything else is an internal error
+ * whose details go to the log only.  result NULL: the database is gone.
+ */
+static ProtoCondition
+broker_sql_error(PGresult *result, bool authenticating, char *message, size_t len)
+{
+	const char *sqlstate;
+
+	if (result == NULL)
+	{
+		snprintf(message, len, "the database is unreachable; retry shortly");
+		return PROTO_SERVICE_UNAVAILABLE;
+	}
+	sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+	if (sqlstate != NULL && (strcmp(sqlstate, "P0001") == 0 || strncmp(sqlstate, "28", 2) == 0))
+	{
+		snprintf(message, len, "%s", PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY));
+		return authenticating || strncmp(sqlstate, "28", 2) == 0
+			? PROTO_FORBIDDEN : PROTO_BAD_REQUEST;
+	}
+	fprintf(stderr, "comet-bridge: SQL error %s: %s", sqlstate ? sqlstate : "?",
+			PQresultErrorMessage(result));
+	snprintf(message, len, "internal error");
+	return PROTO_INTERNAL_ERROR;
+}
+
+static bool
+result_ok(PGresult *result)
+{
+	return result != NULL && PQresultStatus(result) == PGRES_TUPLES_OK;
+}
+
+static void
+step_free(Step *step)
+{
+	size_t		i;
+	int			k;
+
+	for (i = 0; i < step->nextra; i++)
+		packet_unref(step->extra[i]);
+	free(step->extra);
+	for (k = 0; k < step->nsend; k++)
+		free(step->send[k].data_json);
+	free(step->send);
+	free(step->send_allowed);
+	free(step->subscribe);
+	free(step->unsubscribe);
+	free(step->allowed);
+	free(step->position_of);
+	free(step->resume);
+	free(step->subject);
+	free(step->auth_json);
+	buf_free(&step->results);
+	buf_free(&step->positions);
+	free(step);
+}
+
+/* Fail a step: answer with the condition, end a new session, free it. */
+static void
+step_fail(Step *step, ProtoCondition condition, const char *message)
+{
+	Broker	   *broker = step->broker;
+	Session    *session = broker_find_session(broker, step->sid);
+
+	if (step->setup && session != NULL)
+		session_end(session, SESSION_END_TERMINATE);
+	if (!step->setup && session != NULL)
+	{
+		Buf			body = BUF_INIT;
+
+		broker->stats.errors[condition]++;
+		proto_encode_error(&body, condition, message);
+		session_answer_work(session, step->req, step->rid,
+							proto_condition_status(condition), body.data, body.len);
+		buf_free(&body);
+	}
+	else
+		broker_error(broker, step->req, condition, message);
+	step_free(step);
+}
+
+/* The session of a work step, or answer item-not-found and free. */
+static Session *
+step_session(Step *step)
+{
+	Session    *session = broker_find_session(step->broker, step->sid);
+
+	if (session == NULL)
+	{
+		broker_error(step->broker, step->req, PROTO_ITEM_NOT_FOUND, "the session has ended");
+		step_free(step);
+	}
+	return session;
+}
+
+static void
+append_result_ok(Step *step)
+{
+	buf_append_str(&step->results, step->results.len ? ",{\"ok\":true}" : "{\"ok\":true}");
+}
+
+static void
+append_result_error(Step *step, ProtoCondition condition, const char *message)
+{
+	if (step->results.len)
+		buf_append_char(&step->results, ',');
+	proto_encode_error(&step->results, condition, message);
+}
+
+/* Every item is done: answer the setup or work request. */
+static void
+step_answer(Step *step)
+{
+	Broker	   *broker = step->broker;
+	Session    *session = broker_find_session(broker, step->sid);
+	Buf			body = BUF_INIT;
+	size_t		i;
+	int			k;
+
+	if (session == NULL)
+	{
+		broker_error(broker, step->req, PROTO_ITEM_NOT_FOUND, "the session has ended");
+		step_free(step);
+		return;
+	}
+	buf_append_str(&body, "{");
+	if (step->setup)
+	{
+		buf_append_str(&body, "\"sid\":");
+		buf_append_json_string(&body, step->sid, strlen(step->sid));
+		buf_append_str(&body, ",");
+	}
+	buf_printf(&body, "\"rid\":%llu", (unsigned long long) step->rid);
+	if (step->setup)
+	{
+		buf_printf(&body, ",\"wait\":%d,\"hold\":1,\"requests\":%llu,\"inactivity\":%llu",
+				   session_wait_s(session),
+				   (unsigned long long) broker->options.limits.window,
+				   (unsigned long long) (broker->options.limits.inactivity_ms / 1000));
+		buf_append_str(&body, ",\"subscribed\":[");
+		for (k = 0, i = 0; k < step->nsubscribe; k++)
+		{
+			if (i++ > 0)
+				buf_append_char(&body, ',');
+			buf_append_json_string(&body, step->subscribe[k], strlen(step->subscribe[k]));
+		}
+		buf_append_char(&body, ']');
+	}
+	else
+	{
+		buf_append_str(&body, ",\"results\":[");
+		if (step->results.len)
+			buf_append(&body, step->results.data, step->results.len);
+		buf_append_char(&body, ']');
+	}
+	if (step->setup || step->positions.len)
+	{
+		buf_append_str(&body, ",\"positions\":{");
+		if (step->positions.len)
+			buf_append(&body, step->positions.data + 1, step->positions.len - 1);
+		buf_append_char(&body, '}');
+	}
+	if (step->nextra > 0)
+	{
+		/* resume packets come before whatever arrived live meanwhile */
+		for (i = 0; i < step->nextra; i++)
+			session_queue_packet(session, step->extra[i]);
+	}
+	session_take_packets(session, &body);
+	buf_append_char(&body, '}');
+	session_answer_work(session, step->req, step->rid, 200, body.data, body.len);
+	buf_free(&body);
+	step_free(step);
+}
+
+/* ---- sends -------------------------------------------------------------- */
+
+static void
+step_send_done(void *arg, PGresult *result)
+{
+	Step	   *step = arg;
+
+	if (result != NULL && PQresultStatus(result) == PGRES_TUPLES_OK)
+		append_result_ok(step);
+	else
+	{
+		char		message[256];
+		ProtoCondition condition = broker_sql_error(result, false, message, sizeof(message));
+
+		append_result_error(step, condition, message);
+	}
+	step->next_send++;
+	step_send_next(step);
+}
+
+/* Run the receive function for each allowed send item, one at a time. */
+static void
+step_send_next(Step *step)
+{
+	Broker	   *broker = step->broker;
+
+	while (step->next_send < step->nsend)
+	{
+		ProtoSendItem *item = &step->send[step->next_send];
+		const char *params[4];
+
+		if (!step->send_allowed[step->next_send])
+		{
+			append_result_error(step, PROTO_FORBIDDEN, "not allowed to publish on this channel");
+			step->next_send++;
+			continue;
+		}
+		params[0] = step->subject;
+		params[1] = step->sid;
+		params[2] = item->channel;
+		params[3] = item->data_json;
+		pg_query(broker->pg, broker->sql_receive, 4, params, step_send_done, step);
+		return;
+	}
+	step_answer(step);
+}
+
+static void
+step_publish_authorized(void *arg, PGresult *result)
+{
+	Step	   *step = arg;
+	int			k;
+
+	if (!result_ok(result) || PQntuples(result) != step->nsend)
+	{
+		char		message[256];
+		ProtoCondition condition = broker_sql_error(result_ok(result) ? NULL : result,
+													false, message, sizeof(message));
+
+		step_fail(step, condition, message);
+		return;
+	}
+	for (k = 0; k < step->nsend; k++)
+		step->send_allowed[k] = strcmp(PQgetvalue(result, k, 1), "t") == 0;
+	step_send_next(step);
+}
+
+/* Ask the authorize function about a list of channels for one action. */
+static void
+broker_authorize(Broker *broker, Step *step, const char *action,
+				 char (*channels)[PROTO_CHANNEL_MAX + 1], int nchannels,
+				 const char *const *channel_ptrs, PgResultHandler handler)
+{
+	Buf			list = BUF_INIT;
+	const char *params[3];
+	int			k;
+
+	buf_append_char(&list, '[');
+	for (k = 0; k < nchannels; k++)
+	{
+		const char *name = channels ? channels[k] : channel_ptrs[k];
+
+		if (k > 0)
+			buf_append_char(&list, ',');
+		buf_append_json_string(&list, name, strlen(name));
+	}
+	buf_append_char(&list, ']');
+	params[0] = step->subject;
+	params[1] = list.data;
+	params[2] = action;
+	pg_query(broker->pg, broker->sql_authorize, 3, params, handler, step);
+	buf_free(&list);
+}
+
+static void
+step_sends(Step *step)
+{
+	const char **names;
+	int			k;
+
+	if (step->nsend == 0)
+	{
+		step_answer(step);
+		return;
+	}
+	names = broker_alloc(sizeof(char *) * step->nsend);
+	for (k = 0; k < step->nsend; k++)
+		names[k] = step->send[k].channel;
+	broker_authorize(step->broker, step, "publish", NULL, step->nsend, names,
+					 step_publish_authorized);
+	free(names);
+}
+
+/* ---- resume ------------------------------------------------------------- */
+
+static void
+step_add_extra(Step *step, Packet *packet)
+{
+	Packet	  **grown = realloc(step->extra, sizeof(Packet *) * (step->nextra + 1));
+
+	if (grown == NULL)
+	{
+		fprintf(stderr, "comet-bridge: out of memory\n");
+		abort();
+	}
+	step->extra = grown;
+	step->extra[step->nextra++] = packet;
+}
+
+static int64_t
+step_position(const Step *step, const char *channel)
+{
+	int			k;
+
+	for (k = 0; k < step->nsubscribe; k++)
+		if (strcmp(step->subscribe[k], channel) == 0)
+			return step->position_of[k];
+	return -1;
+}
+
+static void
+step_resumed(void *arg, PGresult *result)
+{
+	Step	   *step = arg;
+	int			r;
+	int			row = 0;
+
+	if (!result_ok(result))
+	{
+		char		message[256];
+		ProtoCondition condition = broker_sql_error(result, false, message, sizeof(message));
+
+		step_fail(step, condition, message);
+		return;
+	}
+	/* rows are ordered by channel, then seq; walk resume items the same way */
+	for (r = 0; r < step->nresume; r++)
+	{
+		const char *channel = step->resume[r].channel;
+		int64_t		upto = step_position(step, channel);
+		int64_t		expected = step->resume[r].seq + 1;
+		int			i;
+
+		if (upto < 0)
+			continue;
+		for (i = 0; i < PQntuples(result); i++)
+		{
+			int64_t		seq;
+
+			if (strcmp(PQgetvalue(result, i, 0), channel) != 0)
+				continue;
+			seq = strtoll(PQgetvalue(result, i, 1), NULL, 10);
+			if (seq > expected)
+				step_add_extra(step, packet_new_gap(channel, expected, seq - 1));
+			step_add_extra(step, packet_new(channel, seq, PQgetvalue(result, i, 2),
+											(size_t) PQgetlength(result, i, 2)));
+			expected = seq + 1;
+			row++;
+		}
+		if (expected <= upto)
+			step_add_extra(step, packet_new_gap(channel, expected, upto));
+	}
+	(void) row;
+	step_sends(step);
+}
+
+static void
+step_resume(Step *step)
+{
+	Buf			spec = BUF_INIT;
+	const char *params[1];
+	int			r;
+	int			n = 0;
+
+	buf_append_char(&spec, '{');
+	for (r = 0; r < step->nresume; r++)
+	{
+		int64_t		upto = step_position(step, step->resume[r].channel);
+
+		if (upto < 0 || step->resume[r].seq >= upto)
+			continue;
+		if (n++ > 0)
+			buf_append_char(&spec, ',');
+		buf_append_json_string(&spec, step->resume[r].channel, strlen(step->resume[r].channel));
+		buf_printf(&spec, ":{\"after\":%lld,\"upto\":%lld}",
+				   (long long) step->resume[r].seq, (long long) upto);
+	}
+	buf_append_char(&spec, '}');
+	if (n == 0)
+	{
+		buf_free(&spec);
+		step_sends(step);
+		return;
+	}
+	params[0] = spec.data;
+	pg_query(step->broker->pg,
+			 "SELECT r.key, p.seq, p.data::text"
+			 " FROM jsonb_each($1::jsonb) r,"
+			 " LATERAL comet.replay(r.key, (r.value->>'after')::bigint,"
+			 "   ((r.value->>'upto')::bigint - (r.value->>'after')::bigint)::int) p"
+			 " ORDER BY r.key, p.seq",
+			 1, params, step_resumed, step);
+	buf_free(&spec);
+}
+
+/* ---- subscriptions and positions ----------------------------------------- */
+
+static void
+step_positions_read(void *arg, PGresult *result)
+{
+	Step	   *step = arg;
+	Broker	   *broker = step->broker;
+	int			i;
+
+	if (!result_ok(result))
+	{
+		char		message[256];
+		ProtoCondition condition = broker_sql_error(result, false, message, sizeof(message));
+
+		step_fail(step, condition, message);
+		return;
+	}
+	for (i = 0; i < PQntuples(result); i++)
+	{
+		const char *channel = PQgetvalue(result, i, 0);
+		int64_t		position = strtoll(PQgetvalue(result, i, 1), NULL, 10);
+		int			k;
+
+		for (k = 0; k < step->nsubscribe; k++)
+			if (step->allowed[k] && strcmp(step->subscribe[k], channel) == 0)
+				step->position_of[k] = position;
+		/* a channel's first position is where its numbering starts for us */
+		channel_set_last_seq(broker->channels, channel, position);
+		buf_append_char(&step->positions, ',');
+		buf_append_json_string(&step->positions, channel, strlen(channel));
+		buf_printf(&step->positions, ":%lld", (long long) position);
+	}
+	if (step->setup)
+		step_resume(step);
+	else
+		step_sends(step);
+}
+
+/* True when every channel the step subscribed to is being listened on. */
+static bool
+step_all_listening(const Step *step)
+{
+	int			k;
+
+	for (k = 0; k < step->nsubscribe; k++)
+		if (step->allowed[k] &&
+			!channel_is_listening(step->broker->channels, step->subscribe[k]))
+			return false;
+	return true;
+}
+
+static void
+broker_wait_listening(Broker *broker, Step *step)
+{
+	Waiter	   *waiter = broker_alloc(sizeof(Waiter));
+
+	waiter->step = step;
+	waiter->next = broker->waiters;
+	broker->waiters = waiter;
+}
+
+/* Read positions once every LISTEN has taken effect. */
+static void
+step_positions(Step *step)
+{
+	Buf			list = BUF_INIT;
+	const char *params[1];
+	int			k;
+	int			n = 0;
+
+	if (!step_all_listening(step))
+	{
+		broker_wait_listening(step->broker, step);
+		return;
+	}
+	buf_append_char(&list, '[');
+	for (k = 0; k < step->nsubscribe; k++)
+	{
+		if (!step->allowed[k])
+			continue;
+		if (n++ > 0)
+			buf_append_char(&list, ',');
+		buf_append_json_string(&list, step->subscribe[k], strlen(step->subscribe[k]));
+	}
+	buf_append_char(&list, ']');
+	if (n == 0)
+	{
+		buf_free(&list);
+		if (step->setup)
+			step_resume(step);
+		else
+			step_sends(step);
+		return;
+	}
+	params[0] = list.data;
+	pg_query(step->broker->pg,
+			 "SELECT c, comet.last_seq(c)"
+			 " FROM jsonb_array_elements_text($1::jsonb) WITH ORDINALITY AS t(c, n)"
+			 " ORDER BY n",
+			 1, params, step_positions_read, step);
+	buf_free(&list);
+}
+
+/* Subscribe the session to every allowed channel; unsubscribe items. */
+static void
+step_subscribe(Step *step, Session *session)
+{
+	int			k;
+
+	for (k = 0; k < step->nsubscribe; k++)
+	{
+		if (step->allowed[k])
+		{
+			session_subscribe(session, step->subscribe[k]);
+			if (!step->setup)
+				append_result_ok(step);
+		}
+		else if (!step->setup)
+			append_result_error(step, PROTO_FORBIDDEN, "not allowed to subscribe to this channel");
+	}
+	for (k = 0; k < step->nunsubscribe; k++)
+	{
+		session_unsubscribe(session, step->unsubscribe[k]);
+		append_result_ok(step);
+	}
+	step_positions(step);
+}
+
+/* A random sid: node prefix, then 144 bits as 24 URL-safe characters. */
+static bool
+broker_new_sid(Broker *broker, char *sid, size_t len)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	unsigned char bytes[18];
+	char		random_part[25];
+	size_t		i;
+
+	if (getrandom(bytes, sizeof(bytes), 0) != (ssize_t) sizeof(bytes))
+		return false;
+	for (i = 0; i < 24; i++)
+	{
+		size_t		bit = i * 6;
+		unsigned	value = ((unsigned) bytes[bit / 8] << 8 |
+							 (bit / 8 + 1 < sizeof(bytes) ? bytes[bit / 8 + 1] : 0));
+
+		random_part[i] = alphabet[(value >> (10 - bit % 8)) & 63];
+	}
+	random_part[24] = '\0';
+	if (broker->node_id[0])
+		snprintf(sid, len, "%s.%s", broker->node_id, random_part);
+	else
+		snprintf(sid, len, "%s", random_part);
+	return true;
+}
+
+static void
+step_subscribe_authorized(void *arg, PGresult *result)
+{
+	Step	   *step = arg;
+	Broker	   *broker = step->broker;
+	Session    *session;
+	int			k;
+
+	/* result is NULL for a setup that subscribes to nothing */
+	if (step->nsubscribe > 0 &&
+		(!result_ok(result) || PQntuples(result) != step->nsubscribe))
+	{
+		char		message[256];
+		ProtoCondition condition = broker_sql_error(result_ok(result) ? NULL : result,
+													false, message, sizeof(message));
+
+		step_fail(step, condition, message);
+		return;
+	}
+	for (k = 0; k < step->nsubscribe; k++)
+		step->allowed[k] = strcmp(PQgetvalue(result, k, 1), "t") == 0;
+	if (step->setup)
+	{
+		for (k = 0; k < step->nsubscribe; k++)
+			if (!step->allowed[k])
+			{
+				char		message[128];
+
+				snprintf(message, sizeof(message), "not allowed to subscribe to %s",
+						 step->subscribe[k]);
+				step_fail(step, PROTO_FORBIDDEN, message);
+				return;
+			}
+		if (broker->sessions == NULL)
+		{
+			step_fail(step, PROTO_SYSTEM_SHUTDOWN, "the bridge is shutting down");
+			return;
+		}
+		if (!broker_new_sid(broker, step->sid, sizeof(step->sid)) ||
+			(session = session_create(broker->sessions, step->sid, step->subject,
+									  step->rid, step->wait)) == NULL)
+		{
+			step_fail(step, PROTO_INTERNAL_ERROR, "could not create a session");
+			return;
+		}
+		broker->stats.sessions_created++;
+	}
+	else if ((session = step_session(step)) == NULL)
+		return;
+	step_subscribe(step, session);
+}
+
+static void
+step_subscriptions(Step *step)
+{
+	Session    *session;
+
+	if (step->nsubscribe > 0)
+	{
+		broker_authorize(step->broker, step, "subscribe", step->subscribe,
+						 step->nsubscribe, NULL, step_subscribe_authorized);
+		return;
+	}
+	if (!step->setup)
+	{
+		if ((session = step_session(step)) == NULL)
+			return;
+		step_subscribe(step, session);
+		return;
+	}
+	step_subscribe_authorized(step, NULL);
+}
+
+static void
+step_authenticated(void *arg, PGresult *result)
+{
+	Step	   *step = arg;
+
+	if (!result_ok(result) || PQntuples(result) != 1)
+	{
+		char		message[256];
+		ProtoCondition condition = broker_sql_error(result_ok(result) ? NULL : result,
+													true, message, sizeof(message));
+
+		step_fail(step, condition, message);
+		return;
+	}
+	if (!PQgetisnull(result, 0, 0))
+		step->subject = broker_strdup(PQgetvalue(result, 0, 0));
+	step_subscriptions(step);
+}
+
+/* Copy what the steps need from a decoded request. */
+static Step *
+step_new(Broker *broker, HttpRequest *req, const ProtoRequest *request, bool setup)
+{
+	Step	   *step = broker_alloc(sizeof(Step));
+	int			k;
+
+	step->broker = broker;
+	step->req = req;
+	step->setup = setup;
+	step->rid = request->rid;
+	step->wait = request->has_wait ? request->wait : 0;
+	if (request->has_sid)
+		snprintf(step->sid, sizeof(step->sid), "%s", request->sid);
+	step->auth_json = broker_strdup(request->auth_json);
+	step->nsubscribe = request->nsubscribe;
+	step->subscribe = broker_alloc(sizeof(*step->subscribe) * (request->nsubscribe + 1));
+	memcpy(step->subscribe, request->subscribe, sizeof(*step->subscribe) * request->nsubscribe);
+	step->allowed = broker_alloc(sizeof(bool) * (request->nsubscribe + 1));
+	step->position_of = broker_alloc(sizeof(int64_t) * (request->nsubscribe + 1));
+	for (k = 0; k < request->nsubscribe; k++)
+		step->position_of[k] = -1;
+	step->nunsubscribe = request->nunsubscribe;
+	step->unsubscribe = broker_alloc(sizeof(*step->unsubscribe) * (request->nunsubscribe + 1));
+	memcpy(step->unsubscribe, request->unsubscribe,
+		   sizeof(*step->unsubscribe) * request->nunsubscribe);
+	step->nsend = request->nsend;
+	step->send = broker_alloc(sizeof(ProtoSendItem) * (request->nsend + 1));
+	step->send_allowed = broker_alloc(sizeof(bool) * (request->nsend + 1));
+	for (k = 0; k < request->nsend; k++)
+	{
+		memcpy(step->send[k].channel, request->send[k].channel, sizeof(step->send[k].channel));
+		step->send[k].data_json = broker_strdup(request->send[k].data_json);
+	}
+	step->nresume = request->nresume;
+	step->resume = broker_alloc(sizeof(ProtoResumeItem) * (request->nresume + 1));
+	memcpy(step->resume, request->resume, sizeof(ProtoResumeItem) * request->nresume);
+	return step;
+}
+
+/* ---- HTTP hooks ----------------------------------------------------------- */
+
+static void
+broker_setup(Broker *broker, HttpRequest *req, ProtoRequest *request)
+{
+	Step	   *step;
+	const char *params[1];
+
+	if (broker->sessions == NULL)
+	{
+		broker_error(broker, req, PROTO_SYSTEM_SHUTDOWN, "the bridge is shutting down");
+		return;
+	}
+	if (session_count(broker->sessions) >= broker->options.max_sessions)
+	{
+		broker_error(broker, req, PROTO_SERVICE_UNAVAILABLE, "too many sessions; retry later");
+		return;
+	}
+	if (request->nsend > 0 || request->nunsubscribe > 0 || request->terminate)
+	{
+		broker_error(broker, req, PROTO_BAD_REQUEST,
+					 "a setup request (without sid) may only subscribe");
+		return;
+	}
+	step = step_new(broker, req, request, true);
+	params[0] = step->auth_json;
+	pg_query(broker->pg, broker->sql_auth, 1, params, step_authenticated, step);
+}
+
+static void
+broker_http_comet(void *ctx, HttpRequest *req, const char *url_sid,
+				  const char *body, size_t len)
+{
+	Broker	   *broker = ctx;
+	ProtoRequest *request = broker_alloc(sizeof(ProtoRequest));
+	char		message[256];
+	Session    *session;
+
+	if (broker->shutting_down)
+	{
+		free(request);
+		broker_error(broker, req, PROTO_SYSTEM_SHUTDOWN, "the bridge is shutting down");
+		return;
+	}
+	if (proto_decode_request(body, len, request, message, sizeof(message)) != PROTO_OK)
+	{
+		free(request);
+		broker_error(broker, req, PROTO_BAD_REQUEST, message);
+		return;
+	}
+	if (url_sid != NULL && (!request->has_sid || strcmp(url_sid, request->sid) != 0))
+	{
+		proto_request_free(request);
+		free(request);
+		broker_error(broker, req, PROTO_BAD_REQUEST, "the sid in the URL and in the body differ");
+		return;
+	}
+	if (!request->has_sid)
+	{
+		broker_setup(broker, req, request);
+		proto_request_free(request);
+		free(request);
+		return;
+	}
+	session = broker_find_session(broker, request->sid);
+	if (session == NULL)
+	{
+		proto_request_free(request);
+		free(request);
+		broker_error(broker, req, PROTO_ITEM_NOT_FOUND, "no such session");
+		return;
+	}
+	session_request(session, req, request);
+}
+
+static void
+broker_http_client_gone(void *ctx, HttpRequest *req, void *owner)
+{
+	(void) ctx;
+	session_client_gone(owner, req);
+}
+
+static int
+broker_http_healthz(void *ctx, Buf *body)
+{
+	Broker	   *broker = ctx;
+	bool		up = pg_listen_connected(broker->pg);
+
+	buf_printf(body, "{\"status\":\"%s\",\"database\":%s,\"sessions\":%zu}",
+			   up ? "ok" : "unavailable", up ? "true" : "false",
+			   broker->sessions ? session_count(broker->sessions) : 0);
+	return up ? 200 : 503;
+}
+
+static void
+broker_http_metrics(void *ctx, Buf *body)
+{
+	Broker	   *broker = ctx;
+	int			c;
+
+	buf_printf(body,
+			   "# HELP comet_sessions Sessions open now.\n# TYPE comet_sessions gauge\n"
+			   "comet_sessions %zu\n"
+			   "# HELP comet_sessions_created_total Sessions set up.\n# TYPE comet_sessions_created_total counter\n"
+			   "comet_sessions_created_total %lu\n"
+			   "# HELP comet_requests_pending HTTP requests held or waiting for the database.\n# TYPE comet_requests_pending gauge\n"
+			   "comet_requests_pending %zu\n"
+			   "# HELP comet_channels_listened Channels the bridge LISTENs on.\n# TYPE comet_channels_listened gauge\n"
+			   "comet_channels_listened %zu\n"
+			   "# HELP comet_notifications_total NOTIFYs received.\n# TYPE comet_notifications_total counter\n"
+			   "comet_notifications_total %lu\n"
+			   "# HELP comet_packets_delivered_total Packets handed to sessions.\n# TYPE comet_packets_delivered_total counter\n"
+			   "comet_packets_delivered_total %lu\n"
+			   "# HELP comet_database_reconnects_total Database connections reopened.\n# TYPE comet_database_reconnects_total counter\n"
+			   "comet_database_reconnects_total %lu\n"
+			   "# HELP comet_database_up Whether the LISTEN connection is up.\n# TYPE comet_database_up gauge\n"
+			   "comet_database_up %d\n"
+			   "# HELP comet_errors_total Error answers by condition.\n# TYPE comet_errors_total counter\n",
+			   broker->sessions ? session_count(broker->sessions) : 0,
+			   broker->stats.sessions_created,
+			   broker->http ? http_pending(broker->http) : 0,
+			   pg_listen_count(broker->pg), broker->stats.notifications,
+			   broker->stats.packets_delivered, pg_reconnects(broker->pg),
+			   pg_listen_connected(broker->pg) ? 1 : 0);
+	for (c = PROTO_BAD_REQUEST; c < PROTO_CONDITION_COUNT; c++)
+		buf_printf(body, "comet_errors_total{condition=\"%s\"} %lu\n",
+				   proto_condition_name((ProtoCondition) c), broker->stats.errors[c]);
+}
+
+HttpHooks
+broker_http_hooks(Broker *broker)
+{
+	HttpHooks	hooks = {broker_http_comet, broker_http_client_gone,
+	broker_http_healthz, broker_http_metrics, broker};
+
+	return hooks;
+}
+
+/* ---- session hooks ------------------------------------------------------- */
+
+static void
+broker_session_answer(void *ctx, HttpRequest *req, int status, const char *body, size_t len)
+{
+	Broker	   *broker = ctx;
+
+	http_answer(broker->http, req, status, body, len);
+}
+
+static void
+broker_session_hold(void *ctx, HttpRequest *req, Session *session)
+{
+	Broker	   *broker = ctx;
+
+	http_hold(broker->http, req, session);
+}
+
+static void
+broker_session_work(void *ctx, Session *session, HttpRequest *req, const ProtoRequest *request)
+{
+	Broker	   *broker = ctx;
+	Step	   *step = step_new(broker, req, request, false);
+
+	step->subject = broker_strdup(session_subject(session));
+	step_subscriptions(step);
+}
+
+/* Steps still waiting on a session's behalf find it gone when they resume. */
+static void
+broker_session_ended(void *ctx, Session *session, SessionEnd why)
+{
+	(void) ctx;
+	if (why != SESSION_END_SHUTDOWN)
+		fprintf(stderr, "comet-bridge: session %s ended: %s\n", session_sid(session),
+				session_end_name(why));
+}
+
+/* ---- channel hooks ---------------------------------------------------------- */
+
+static void
+broker_channel_first(void *ctx, const char *channel)
+{
+	Broker	   *broker = ctx;
+
+	pg_listen(broker->pg, channel);
+}
+
+static void
+broker_channel_last(void *ctx, const char *channel)
+{
+	Broker	   *broker = ctx;
+
+	pg_unlisten(broker->pg, channel);
+}
+
+static void
+broker_channel_deliver(void *ctx, void *subscriber, Packet *packet)
+{
+	Broker	   *broker = ctx;
+
+	broker->stats.packets_delivered++;
+	session_packet(subscriber, packet);
+}
+
+/* ---- delivery ------------------------------------------------------------ */
+
+static Delivery *
+broker_enqueue(Broker *broker, const char *channel, bool ready)
+{
+	Delivery   *delivery = broker_alloc(sizeof(Delivery));
+
+	snprintf(delivery->channel, sizeof(delivery->channel), "%s", channel);
+	delivery->ready = ready;
+	if (broker->fifo_tail)
+		broker->fifo_tail->next = delivery;
+	else
+		broker->fifo_head = delivery;
+	broker->fifo_tail = delivery;
+	return delivery;
+}
+
+static void
+delivery_add(Delivery *delivery, Packet *packet)
+{
+	Packet	  **grown = realloc(delivery->packets, sizeof(Packet *) * (delivery->npackets + 1));
+
+	if (grown == NULL)
+	{
+		fprintf(stderr, "comet-bridge: out of memory\n");
+		abort();
+	}
+	delivery->packets = grown;
+	delivery->packets[delivery->npackets++] = packet;
+}
+
+/* Publish every ready delivery at the head of the FIFO, in order. */
+static void
+broker_flush(Broker *broker)
+{
+	while (broker->fifo_head != NULL && broker->fifo_head->ready)
+	{
+		Delivery   *delivery = broker->fifo_head;
+		size_t		i;
+
+		broker->fifo_head = delivery->next;
+		if (broker->fifo_head == NULL)
+			broker->fifo_tail = NULL;
+		for (i = 0; i < delivery->npackets; i++)
+		{
+			channel_publish(broker->channels, delivery->packets[i]);
+			packet_unref(delivery->packets[i]);
+		}
+		free(delivery->packets);
+		free(delivery);
+	}
+}
+
+typedef struct ReplayCall
+{
+	Broker	   *broker;
+	Delivery   *delivery;
+} ReplayCall;
+
+static void
+broker_replay_done(void *arg, PGresult *result)
+{
+	ReplayCall *call = arg;
+	Delivery   *delivery = call->delivery;
+	Broker	   *broker = call->broker;
+	int			i;
+
+	free(call);
+	if (result_ok(result))
+		for (i = 0; i < PQntuples(result); i++)
+			delivery_add(delivery,
+						 packet_new(delivery->channel, strtoll(PQgetvalue(result, i, 0), NULL, 10),
+									PQgetvalue(result, i, 1), (size_t) PQgetlength(result, i, 1)));
+	else
+		fprintf(stderr, "comet-bridge: catching up channel \"%s\" failed: %s",
+				delivery->channel, result ? PQresultErrorMessage(result) : "no database\n");
+	delivery->ready = true;
+	broker_flush(broker);
+}
+
+/* Queue a replay of channel after seq (at most count packets; 0: all). */
+static void
+broker_replay(Broker *broker, const char *channel, int64_t after, int64_t count)
+{
+	ReplayCall *call = broker_alloc(sizeof(ReplayCall));
+	char		after_text[24];
+	char		count_text[24];
+	const char *params[3];
+
+	call->broker = broker;
+	call->delivery = broker_enqueue(broker, channel, false);
+	snprintf(after_text, sizeof(after_text), "%lld", (long long) after);
+	snprintf(count_text, sizeof(count_text), "%lld", (long long) count);
+	params[0] = channel;
+	params[1] = after_text;
+	params[2] = count > 0 ? count_text : NULL;
+	pg_query(broker->pg, "SELECT seq, data::text FROM comet.replay($1, $2::bigint, $3::int)",
+			 3, params, broker_replay_done, call);
+}
+
+static void
+broker_pg_notify(void *ctx, const char *channel, const char *payload)
+{
+	Broker	   *broker = ctx;
+	ProtoNotify notify;
+	int64_t		last = channel_last_seq(broker->channels, channel);
+
+	broker->stats.notifications++;
+	proto_parse_notify(payload, &notify);
+	if (notify.kind != PROTO_NOTIFY_PLAIN && last >= 0 && notify.seq > last + 1)
+	{
+		/* a seq was missed (it cannot be, unless NOTIFYs were lost): fetch */
+		broker_replay(broker, channel, last, notify.seq - last - 1);
+	}
+	if (notify.kind == PROTO_NOTIFY_REFERENCE)
+		broker_replay(broker, channel, notify.seq - 1, 1);
+	else
+		delivery_add(broker_enqueue(broker, channel, true),
+					 packet_new(channel, notify.seq, notify.data_json, notify.data_len));
+	proto_notify_free(&notify);
+	broker_flush(broker);
+}
+
+static void
+broker_pg_listening(void *ctx, const char *channel)
+{
+	Broker	   *broker = ctx;
+	Waiter	  **link = &broker->waiters;
+
+	channel_set_listening(broker->channels, channel, true);
+	while (*link != NULL)
+	{
+		Waiter	   *waiter = *link;
+
+		if (step_all_listening(waiter->step))
+		{
+			*link = waiter->next;
+			step_positions(waiter->step);
+			free(waiter);
+		}
+		else
+			link = &waiter->next;
+	}
+}
+
+static void
+broker_catch_up_channel(void *arg, const char *channel, int64_t last_seq)
+{
+	if (last_seq >= 0)
+		broker_replay(arg, channel, last_seq, 0);
+}
+
+static void
+broker_pg_connected(void *ctx)
+{
+	Broker	   *broker = ctx;
+
+	if (broker->was_connected)
+	{
+		fprintf(stderr, "comet-bridge: database connection restored; catching up\n");
+		channel_foreach(broker->channels, broker_catch_up_channel, broker);
+	}
+	broker->was_connected = true;
+}
+
+static void
+broker_pg_disconnected(void *ctx, const char *why)
+{
+	Broker	   *broker = ctx;
+
+	fprintf(stderr, "comet-bridge: lost the database connection: %s", why);
+	channel_clear_listening(broker->channels);
+}
+
+/* ---- life -------------------------------------------------------------------- */
+
+Broker *
+broker_create(Loop *loop, const BrokerOptions *options, char *err, size_t errlen)
+{
+	Broker	   *broker = broker_alloc(sizeof(Broker));
+	ChannelHooks channel_hooks = {broker_channel_first, broker_channel_last,
+	broker_channel_deliver, broker};
+	SessionHooks session_hooks = {broker_session_answer, broker_session_hold,
+	broker_session_work, broker_session_ended, broker};
+	PgHooks		pg_hooks = {broker_pg_notify, broker_pg_listening, broker_pg_connected,
+	broker_pg_disconnected, broker};
+
+	broker->loop = loop;
+	broker->options = *options;
+	if (options->node_id)
+		snprintf(broker->node_id, sizeof(broker->node_id), "%s", options->node_id);
+	snprintf(broker->sql_auth, sizeof(broker->sql_auth), "SELECT %s($1::jsonb)",
+			 options->auth_function);
+	snprintf(broker->sql_authorize, sizeof(broker->sql_authorize),
+			 "SELECT c, %s($1, c, $3)"
+			 " FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS t(c, n)"
+			 " ORDER BY n", options->authorize_function);
+	snprintf(broker->sql_receive, sizeof(broker->sql_receive),
+			 "SELECT %s($1, $2, $3, $4::jsonb)", options->receive_function);
+	broker->channels = channel_table_create(&channel_hooks);
+	broker->sessions = session_table_create(loop, broker->channels, &session_hooks,
+											&options->limits);
+	broker->pg = pg_create(loop, options->conninfo, options->pool_size, &pg_hooks, err, errlen);
+	if (broker->pg == NULL)
+	{
+		session_table_destroy(broker->sessions, SESSION_END_SHUTDOWN);
+		channel_table_destroy(broker->channels);
+		free(broker);
+		return NULL;
+	}
+	return broker;
+}
+
+void
+broker_attach_http(Broker *broker, Http *http)
+{
+	broker->http = http;
+}
+
+void
+broker_shutdown(Broker *broker)
+{
+	broker->shutting_down = true;
+	session_table_destroy(broker->sessions, SESSION_END_SHUTDOWN);
+	broker->sessions = NULL;
+}
+
+void
+broker_destroy(Broker *broker)
+{
+	if (broker == NULL)
+		return;
+	if (broker->sessions)
+		session_table_destroy(broker->sessions, SESSION_END_SHUTDOWN);
+	broker->sessions = NULL;
+	while (broker->waiters)
+	{
+		Waiter	   *waiter = broker->waiters;
+
+		broker->waiters = waiter->next;
+		step_fail(waiter->step, PROTO_SYSTEM_SHUTDOWN, "the bridge is shutting down");
+		free(waiter);
+	}
+	/* queries still queued answer their requests with service-unavailable */
+	pg_destroy(broker->pg);
+	while (broker->fifo_head)
+	{
+		Delivery   *delivery = broker->fifo_head;
+		size_t		i;
+
+		broker->fifo_head = delivery->next;
+		for (i = 0; i < delivery->npackets; i++)
+			packet_unref(delivery->packets[i]);
+		free(delivery->packets);
+		free(delivery);
+	}
+	channel_table_destroy(broker->channels);
+	free(broker);
+}

@@ -1,0 +1,601 @@
+/*
+ * http.c — libmicrohttpd glue: routes, bodies, suspend/resume, the held
+ * socket watch, CORS and static files.
+ *
+ * libmicrohttpd runs in external mode with its own epoll set, whose fd is
+ * one more fd in the bridge's loop; MHD_run is called when it is readable
+ * and when MHD's own timeout expires.  A /comet request whose answer is
+ * not known when its body is complete is suspended; http_answer stores the
+ * response and resumes it, and MHD calls the access handler once more to
+ * queue it.  Every request's state lives in one HttpRequest, freed when
+ * MHD says the request is complete.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "protocol.h"
+
+/* Keep-alive connections idle longer than this are closed (not held ones). */
+#define HTTP_IDLE_TIMEOUT_S 120
+/* Per-connection memory for headers and read buffers. */
+#define HTTP_CONNECTION_MEMORY (32 * 1024)
+
+struct HttpRequest
+{
+	Http	   *http;
+	struct MHD_Connection *connection;
+	Buf			body;
+	bool		is_comet;		/* POST /comet */
+	bool		too_large;
+	bool		dispatched;		/* the body went to HttpHooks.comet */
+	bool		suspended;
+	bool		gone;			/* the client hung up while held */
+	struct MHD_Response *response;	/* ready to be queued */
+	unsigned	status;
+	int			watched_fd;		/* -1 unless held */
+	void	   *owner;
+	const char *cors_origin;	/* an allowed Origin, or NULL */
+};
+
+struct Http
+{
+	Loop	   *loop;
+	struct MHD_Daemon *daemon;
+	int			epoll_fd;
+	LoopTimer	timer;
+	HttpHooks	hooks;
+	size_t		max_body;
+	char	   *static_dir;
+	char	   *client_js;
+	size_t		client_js_len;
+	const char *const *allow_origins;
+	size_t		pending;
+	int			port;
+	bool		resumed;		/* MHD_run must see resumed connections */
+};
+
+static void http_drive(Http *http);
+
+/* ---- responses -------------------------------------------------------- */
+
+static struct MHD_Response *
+http_response(const char *body, size_t len, const char *content_type)
+{
+	struct MHD_Response *response =
+		MHD_create_response_from_buffer(len, (void *) body, MHD_RESPMEM_MUST_COPY);
+
+	if (response == NULL)
+	{
+		fprintf(stderr, "comet-bridge: out of memory\n");
+		abort();
+	}
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	return response;
+}
+
+static void
+http_add_cors(const HttpRequest *req, struct MHD_Response *response)
+{
+	if (req->cors_origin == NULL)
+		return;
+	MHD_add_response_header(response, "Access-Control-Allow-Origin", req->cors_origin);
+	MHD_add_response_header(response, "Vary", "Origin");
+}
+
+/* Queue a response now (inside the access handler) and release it. */
+static enum MHD_Result
+http_queue(HttpRequest *req, unsigned status, struct MHD_Response *response)
+{
+	enum MHD_Result result;
+
+	http_add_cors(req, response);
+	result = MHD_queue_response(req->connection, status, response);
+	MHD_destroy_response(response);
+	return result;
+}
+
+static enum MHD_Result
+http_queue_error(HttpRequest *req, ProtoCondition condition, const char *message)
+{
+	Buf			body = BUF_INIT;
+	struct MHD_Response *response;
+
+	proto_encode_error(&body, condition, message);
+	response = http_response(body.data, body.len, "application/json");
+	buf_free(&body);
+	if (condition == PROTO_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "POST, OPTIONS");
+	if (condition == PROTO_SERVICE_UNAVAILABLE || condition == PROTO_SYSTEM_SHUTDOWN)
+		MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	return http_queue(req, (unsigned) proto_condition_status(condition), response);
+}
+
+void
+http_answer(Http *http, HttpRequest *req, int status, const char *body, size_t len)
+{
+	struct MHD_Response *response = http_response(body, len, "application/json");
+
+	if (status == 503)
+		MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	if (req->response != NULL)
+		MHD_destroy_response(req->response);	/* answered twice: keep the last */
+	req->response = response;
+	req->status = (unsigned) status;
+	if (req->watched_fd >= 0)
+	{
+		loop_unwatch(http->loop, req->watched_fd);
+		req->watched_fd = -1;
+	}
+	if (req->suspended)
+	{
+		req->suspended = false;
+		http->pending--;
+		MHD_resume_connection(req->connection);
+		http->resumed = true;	/* MHD_run after this iteration */
+	}
+}
+
+/* ---- the held socket watch ------------------------------------------------ */
+
+static void
+http_hangup(Loop *loop, int fd, uint32_t events, void *arg)
+{
+	HttpRequest *req = arg;
+	Http	   *http = req->http;
+
+	(void) events;
+	loop_unwatch(loop, fd);
+	req->watched_fd = -1;
+	req->gone = true;
+	http->hooks.client_gone(http->hooks.ctx, req, req->owner);
+	if (req->suspended)
+	{
+		req->suspended = false;
+		http->pending--;
+		MHD_resume_connection(req->connection);	/* to be closed */
+		http->resumed = true;
+	}
+}
+
+void
+http_hold(Http *http, HttpRequest *req, void *owner)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	req->owner = owner;
+	if (info == NULL || req->watched_fd >= 0)
+		return;
+	req->watched_fd = info->connect_fd;
+	/* hang-up only: a pipelined request must not look like a departure */
+	if (loop_watch(http->loop, req->watched_fd, EPOLLRDHUP, http_hangup, req) != 0)
+		req->watched_fd = -1;
+}
+
+/* ---- routes --------------------------------------------------------------- */
+
+static const char *
+http_allowed_origin(const Http *http, struct MHD_Connection *connection)
+{
+	const char *origin = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+													 MHD_HTTP_HEADER_ORIGIN);
+	const char *const *allowed;
+
+	if (origin == NULL || http->allow_origins == NULL)
+		return NULL;
+	for (allowed = http->allow_origins; *allowed != NULL; allowed++)
+		if (strcmp(*allowed, origin) == 0)
+			return *allowed;
+	return NULL;
+}
+
+static const char *
+http_content_type(const char *path)
+{
+	static const struct
+	{
+		const char *suffix;
+		const char *type;
+	}			types[] =
+	{
+		{".html", "text/html; charset=utf-8"},
+		{".js", "text/javascript; charset=utf-8"},
+		{".mjs", "text/javascript; charset=utf-8"},
+		{".css", "text/css; charset=utf-8"},
+		{".json", "application/json"},
+		{".svg", "image/svg+xml"},
+		{".png", "image/png"},
+		{".ico", "image/x-icon"},
+		{".txt", "text/plain; charset=utf-8"},
+	};
+	size_t		len = strlen(path);
+	size_t		i;
+
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+	{
+		size_t		n = strlen(types[i].suffix);
+
+		if (len >= n && strcmp(path + len - n, types[i].suffix) == 0)
+			return types[i].type;
+	}
+	return "application/octet-stream";
+}
+
+/* A file under --static; no "..", no hidden files, no symlinks out. */
+static enum MHD_Result
+http_serve_static(Http *http, HttpRequest *req, const char *url)
+{
+	char		path[4096];
+	const char *relative = strcmp(url, "/") == 0 ? "/index.html" : url;
+	struct stat st;
+	int			fd;
+	struct MHD_Response *response;
+
+	if (http->static_dir == NULL || strstr(relative, "/.") != NULL ||
+		snprintf(path, sizeof(path), "%s%s", http->static_dir, relative) >= (int) sizeof(path))
+		return http_queue_error(req, PROTO_ITEM_NOT_FOUND, "no such file");
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return http_queue_error(req, PROTO_ITEM_NOT_FOUND, "no such file");
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+	{
+		close(fd);
+		return http_queue_error(req, PROTO_ITEM_NOT_FOUND, "no such file");
+	}
+	response = MHD_create_response_from_fd((uint64_t) st.st_size, fd);
+	if (response == NULL)
+	{
+		close(fd);
+		return http_queue_error(req, PROTO_INTERNAL_ERROR, "could not read the file");
+	}
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, http_content_type(path));
+	return http_queue(req, MHD_HTTP_OK, response);
+}
+
+/* Everything but POST /comet: answered at once. */
+static enum MHD_Result
+http_route(Http *http, HttpRequest *req, const char *url, const char *method)
+{
+	Buf			body = BUF_INIT;
+	struct MHD_Response *response;
+	bool		get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+	if (strcmp(method, "OPTIONS") == 0)
+	{
+		if (req->cors_origin == NULL)
+			return http_queue_error(req, PROTO_FORBIDDEN, "this origin is not allowed");
+		response = http_response("", 0, "text/plain");
+		MHD_add_response_header(response, "Access-Control-Allow-Methods", "POST, GET, OPTIONS");
+		MHD_add_response_header(response, "Access-Control-Allow-Headers", "Content-Type");
+		MHD_add_response_header(response, "Access-Control-Max-Age", "600");
+		return http_queue(req, MHD_HTTP_NO_CONTENT, response);
+	}
+	if (strcmp(url, "/comet") == 0)
+		return http_queue_error(req, PROTO_METHOD_NOT_ALLOWED, "use POST for /comet");
+	if (!get)
+		return http_queue_error(req, PROTO_METHOD_NOT_ALLOWED, "only GET is served here");
+	if (strcmp(url, "/healthz") == 0)
+	{
+		int			status = http->hooks.healthz(http->hooks.ctx, &body);
+
+		response = http_response(body.data ? body.data : "", body.len, "application/json");
+		buf_free(&body);
+		return http_queue(req, (unsigned) status, response);
+	}
+	if (strcmp(url, "/metrics") == 0)
+	{
+		http->hooks.metrics(http->hooks.ctx, &body);
+		response = http_response(body.data ? body.data : "", body.len,
+								 "text/plain; version=0.0.4");
+		buf_free(&body);
+		return http_queue(req, MHD_HTTP_OK, response);
+	}
+	if (strcmp(url, "/comet.js") == 0 && http->client_js != NULL)
+	{
+		response = http_response(http->client_js, http->client_js_len,
+								 "text/javascript; charset=utf-8");
+		return http_queue(req, MHD_HTTP_OK, response);
+	}
+	return http_serve_static(http, req, url);
+}
+
+static enum MHD_Result
+http_access(void *cls, struct MHD_Connection *connection, const char *url,
+			const char *method, const char *version, const char *upload_data,
+			size_t *upload_data_size, void **con_cls)
+{
+	Http	   *http = cls;
+	HttpRequest *req = *con_cls;
+	const char *url_sid;
+
+	(void) version;
+	if (req == NULL)
+	{
+		req = calloc(1, sizeof(HttpRequest));
+		if (req == NULL)
+			return MHD_NO;
+		req->http = http;
+		req->connection = connection;
+		req->watched_fd = -1;
+		req->cors_origin = http_allowed_origin(http, connection);
+		req->is_comet = strcmp(method, "POST") == 0 && strcmp(url, "/comet") == 0;
+		*con_cls = req;
+		if (!req->is_comet)
+			return http_route(http, req, url, method);
+		return MHD_YES;			/* the body comes next */
+	}
+	if (req->gone)
+		return MHD_NO;			/* close: the client left */
+	if (req->response != NULL)
+	{
+		struct MHD_Response *response = req->response;
+
+		req->response = NULL;
+		return http_queue(req, req->status, response);
+	}
+	if (!req->is_comet)
+		return MHD_YES;
+	if (*upload_data_size > 0)
+	{
+		if (!req->too_large && req->body.len + *upload_data_size > http->max_body)
+		{
+			req->too_large = true;
+			buf_free(&req->body);
+		}
+		if (!req->too_large)
+			buf_append(&req->body, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (req->dispatched)
+		return MHD_YES;
+	req->dispatched = true;
+	if (req->too_large)
+		return http_queue_error(req, PROTO_REQUEST_TOO_LARGE,
+								"the body is larger than the bridge accepts");
+
+	url_sid = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "sid");
+	http->hooks.comet(http->hooks.ctx, req, url_sid,
+					  req->body.data ? req->body.data : "", req->body.len);
+	if (req->response != NULL)
+	{
+		struct MHD_Response *response = req->response;
+
+		req->response = NULL;
+		return http_queue(req, req->status, response);
+	}
+	MHD_suspend_connection(connection);
+	req->suspended = true;
+	http->pending++;
+	return MHD_YES;
+}
+
+static void
+http_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+			   enum MHD_RequestTerminationCode toe)
+{
+	HttpRequest *req = *con_cls;
+
+	(void) cls;
+	(void) connection;
+	(void) toe;
+	if (req == NULL)
+		return;
+	if (req->watched_fd >= 0)
+		loop_unwatch(req->http->loop, req->watched_fd);
+	if (req->response != NULL)
+		MHD_destroy_response(req->response);
+	buf_free(&req->body);
+	free(req);
+	*con_cls = NULL;
+}
+
+/* ---- driving MHD from the loop ---------------------------------------- */
+
+static void
+http_timer_fired(Loop *loop, LoopTimer *timer, void *arg)
+{
+	(void) loop;
+	(void) timer;
+	http_drive(arg);
+}
+
+static void
+http_ready(Loop *loop, int fd, uint32_t events, void *arg)
+{
+	(void) loop;
+	(void) fd;
+	(void) events;
+	http_drive(arg);
+}
+
+/*
+ * In external mode MHD only picks up resumed connections in MHD_run, and
+ * MHD_run must not be called from inside its own callbacks: so it runs
+ * once more at the end of any loop iteration that resumed something.
+ */
+static void
+http_idle(Loop *loop, void *arg)
+{
+	Http	   *http = arg;
+
+	(void) loop;
+	if (http->resumed)
+		http_drive(http);
+}
+
+/* Let MHD do its work, then wake up again when it wants to. */
+static void
+http_drive(Http *http)
+{
+	MHD_UNSIGNED_LONG_LONG timeout;
+
+	http->resumed = false;
+	MHD_run(http->daemon);
+	if (MHD_get_timeout(http->daemon, &timeout) == MHD_YES)
+		loop_timer_start(http->loop, &http->timer, (uint64_t) timeout);
+	else
+		loop_timer_stop(http->loop, &http->timer);
+}
+
+static char *
+http_read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+	FILE	   *file = fopen(path, "rb");
+	char	   *data;
+	long		size;
+
+	if (file == NULL || fseek(file, 0, SEEK_END) != 0 || (size = ftell(file)) < 0 ||
+		fseek(file, 0, SEEK_SET) != 0)
+	{
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		if (file)
+			fclose(file);
+		return NULL;
+	}
+	data = malloc((size_t) size + 1);
+	if (data == NULL || fread(data, 1, (size_t) size, file) != (size_t) size)
+	{
+		snprintf(err, errlen, "cannot read %s", path);
+		free(data);
+		fclose(file);
+		return NULL;
+	}
+	fclose(file);
+	*len = (size_t) size;
+	return data;
+}
+
+Http *
+http_create(Loop *loop, const HttpOptions *options, const HttpHooks *hooks,
+			char *err, size_t errlen)
+{
+	Http	   *http = calloc(1, sizeof(Http));
+	struct sockaddr_storage addr;
+	unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	const union MHD_DaemonInfo *info;
+
+	if (http == NULL)
+	{
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	memset(&addr, 0, sizeof(addr));
+	if (inet_pton(AF_INET, options->host, &((struct sockaddr_in *) &addr)->sin_addr) == 1)
+	{
+		((struct sockaddr_in *) &addr)->sin_family = AF_INET;
+		((struct sockaddr_in *) &addr)->sin_port = htons((uint16_t) options->port);
+	}
+	else if (inet_pton(AF_INET6, options->host, &((struct sockaddr_in6 *) &addr)->sin6_addr) == 1)
+	{
+		((struct sockaddr_in6 *) &addr)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *) &addr)->sin6_port = htons((uint16_t) options->port);
+		flags |= MHD_USE_IPv6;
+	}
+	else
+	{
+		snprintf(err, errlen, "\"%s\" is not an IP address", options->host);
+		free(http);
+		return NULL;
+	}
+	http->loop = loop;
+	http->hooks = *hooks;
+	http->max_body = options->max_body;
+	http->allow_origins = options->allow_origins;
+	if (options->static_dir)
+		http->static_dir = strdup(options->static_dir);
+	if (options->client_js)
+	{
+		http->client_js = http_read_file(options->client_js, &http->client_js_len, err, errlen);
+		if (http->client_js == NULL)
+		{
+			free(http->static_dir);
+			free(http);
+			return NULL;
+		}
+	}
+	loop_timer_init(&http->timer, http_timer_fired, http);
+
+	http->daemon = MHD_start_daemon(flags, (uint16_t) options->port, NULL, NULL,
+									http_access, http,
+									MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
+									MHD_OPTION_CONNECTION_LIMIT, options->connection_limit,
+									MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) HTTP_CONNECTION_MEMORY,
+									MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) HTTP_IDLE_TIMEOUT_S,
+									MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int) 1024,
+									MHD_OPTION_NOTIFY_COMPLETED, http_completed, http,
+									MHD_OPTION_END);
+	if (http->daemon == NULL)
+	{
+		snprintf(err, errlen, "cannot listen on %s port %d: %s", options->host,
+				 options->port, errno ? strerror(errno) : "libmicrohttpd refused");
+		free(http->client_js);
+		free(http->static_dir);
+		free(http);
+		return NULL;
+	}
+	info = MHD_get_daemon_info(http->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	http->epoll_fd = info ? info->epoll_fd : -1;
+	info = MHD_get_daemon_info(http->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	http->port = info ? info->port : options->port;
+	if (http->epoll_fd < 0 || loop_watch(loop, http->epoll_fd, EPOLLIN, http_ready, http) != 0)
+	{
+		snprintf(err, errlen, "cannot watch libmicrohttpd's epoll fd");
+		MHD_stop_daemon(http->daemon);
+		free(http->client_js);
+		free(http->static_dir);
+		free(http);
+		return NULL;
+	}
+	loop_on_idle(loop, http_idle, http);
+	http_drive(http);
+	return http;
+}
+
+void
+http_stop_accepting(Http *http)
+{
+	MHD_socket fd = MHD_quiesce_daemon(http->daemon);
+
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+}
+
+void
+http_destroy(Http *http)
+{
+	if (http == NULL)
+		return;
+	loop_timer_stop(http->loop, &http->timer);
+	loop_unwatch(http->loop, http->epoll_fd);
+	/* let MHD send what was answered last */
+	MHD_run(http->daemon);
+	MHD_stop_daemon(http->daemon);
+	free(http->client_js);
+	free(http->static_dir);
+	free(http);
+}
+
+size_t
+http_pending(const Http *http)
+{
+	return http->pending;
+}
+
+int
+http_port(const Http *http)
+{
+	return http->port;
+}

@@ -1,0 +1,60 @@
+# 15-limits.t — limits end or refuse politely: a session whose queue passes
+# --max-pending is ended with 410 overflow (the session function hears
+# "overflow") and its client resumes without losing anything; beyond
+# --max-sessions a setup is 503 service-unavailable with Retry-After.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use CometTest;
+
+grant('flood', ['subscribe']);
+sql(<<'SQL');
+CREATE TABLE presence_log (at timestamptz DEFAULT clock_timestamp(), subject text, sid text,
+    event text, channels text[]);
+CREATE FUNCTION presence(subject text, sid text, event text, channels text[]) RETURNS void
+LANGUAGE sql AS $$ INSERT INTO presence_log (subject, sid, event, channels)
+    VALUES (subject, sid, event, channels) $$;
+GRANT INSERT ON presence_log TO PUBLIC;
+SQL
+
+my $bridge = start_bridge(args => ['--wait', '10', '--max-pending', '5', '--max-sessions', '3',
+		'--session-function', 'presence']);
+
+subtest 'a queue past --max-pending ends the session with overflow' => sub {
+	my $s = $bridge->setup(subscribe => ['flood'], wait => 5);
+	is($s->status, 200, 'setup succeeds') or return;
+	my $from = $s->response->{positions}{flood};
+	sql(join '', map { qq{SELECT comet.send('flood', '{"n": $_}');\n} } 1 .. 8);
+	sleep 0.5;
+	my ($status, undef, $json) = $s->request(timeout => 3);
+	is($status, 410, 'the next poll gets 410');
+	is($json->{error}, 'overflow', 'overflow');
+	($status, undef, $json) = $s->request(timeout => 3);
+	is($status, 404, 'the session is gone');
+	my $events = wait_until(sub { sql("SELECT string_agg(event, ',' ORDER BY at) FROM presence_log WHERE sid = '"
+				. $s->sid . "'") =~ /overflow/ }, 3);
+	ok($events, 'the session function heard "overflow"');
+
+	my $again = $bridge->setup(subscribe => ['flood'], resume => { flood => $from });
+	is($again->status, 200, 'the client resumes in a new session');
+	is_deeply([ map { $_->{seq} } @{ $again->response->{packets} } ], [ 1 .. 8 ],
+		'and gets every packet, 1 to 8');
+	$again->request(terminate => JSON::PP::true);
+};
+
+subtest 'beyond --max-sessions a setup is 503 with Retry-After' => sub {
+	my @s = map { $bridge->setup(subscribe => []) } 1 .. 3;
+	is(scalar(grep { $_->status == 200 } @s), 3, 'three sessions are allowed');
+	my $fourth = $bridge->setup(subscribe => []);
+	is($fourth->status, 503, 'a fourth gets 503');
+	is($fourth->response->{error}, 'service-unavailable', 'service-unavailable');
+	like($fourth->{headers}{'retry-after'} // '', qr/^\d+$/, 'with Retry-After');
+	my ($status) = $s[0]->request(terminate => JSON::PP::true);
+	is($status, 200, 'one session terminates');
+	is($bridge->setup(subscribe => [])->status, 200, 'and a new one may start');
+};
+
+ok($bridge->alive, 'the bridge still runs');
+done_testing;
