@@ -66,6 +66,7 @@ struct Broker
 	char		sql_auth[BROKER_SQL_MAX];
 	char		sql_authorize[BROKER_SQL_MAX];
 	char		sql_receive[BROKER_SQL_MAX];
+	char		sql_session[BROKER_SQL_MAX];	/* empty: no presence calls */
 	Delivery   *fifo_head;
 	Delivery   *fifo_tail;
 	struct Waiter *waiters;		/* setups and work waiting for LISTENs */
@@ -114,6 +115,7 @@ typedef struct Waiter
 static void step_positions(Step *step);
 static void step_send_next(Step *step);
 static void broker_flush(Broker *broker);
+static void broker_presence(Broker *broker, Session *session, const char *event);
 
 static void *
 broker_alloc(size_t size)
@@ -337,6 +339,8 @@ step_answer(Step *step)
 	}
 	session_take_packets(session, &body);
 	buf_append_char(&body, '}');
+	if (step->setup)
+		broker_presence(broker, session, "open");
 	session_answer_work(session, step->req, step->rid, 200, body.data, body.len);
 	buf_free(&body);
 	step_free(step);
@@ -1021,14 +1025,65 @@ broker_session_work(void *ctx, Session *session, HttpRequest *req, const ProtoRe
 	step_subscriptions(step);
 }
 
+/* ---- presence ------------------------------------------------------------- */
+
+static void
+broker_presence_done(void *arg, PGresult *result)
+{
+	(void) arg;
+	if (result != NULL && PQresultStatus(result) != PGRES_TUPLES_OK)
+		fprintf(stderr, "comet-bridge: the session function failed: %s",
+				PQresultErrorMessage(result));
+}
+
+static void
+append_array_element(void *arg, const char *channel)
+{
+	Buf		   *array = arg;
+	const char *p;
+
+	if (array->len > 1)
+		buf_append_char(array, ',');
+	buf_append_char(array, '"');
+	for (p = channel; *p; p++)
+	{
+		if (*p == '"' || *p == '\\')
+			buf_append_char(array, '\\');
+		buf_append_char(array, *p);
+	}
+	buf_append_char(array, '"');
+}
+
+/* Tell the session function (if any) that a session opened or ended. */
+static void
+broker_presence(Broker *broker, Session *session, const char *event)
+{
+	Buf			channels = BUF_INIT;
+	const char *params[4];
+
+	if (broker->sql_session[0] == '\0')
+		return;
+	buf_append_char(&channels, '{');
+	session_foreach_channel(session, append_array_element, &channels);
+	buf_append_char(&channels, '}');
+	params[0] = session_subject(session);
+	params[1] = session_sid(session);
+	params[2] = event;
+	params[3] = channels.data;
+	pg_query(broker->pg, broker->sql_session, 4, params, broker_presence_done, NULL);
+	buf_free(&channels);
+}
+
 /* Steps still waiting on a session's behalf find it gone when they resume. */
 static void
 broker_session_ended(void *ctx, Session *session, SessionEnd why)
 {
-	(void) ctx;
+	Broker	   *broker = ctx;
+
 	if (why != SESSION_END_SHUTDOWN)
 		fprintf(stderr, "comet-bridge: session %s ended: %s\n", session_sid(session),
 				session_end_name(why));
+	broker_presence(broker, session, session_end_name(why));
 }
 
 /* ---- channel hooks ---------------------------------------------------------- */
@@ -1257,6 +1312,9 @@ broker_create(Loop *loop, const BrokerOptions *options, char *err, size_t errlen
 			 " ORDER BY n", options->authorize_function);
 	snprintf(broker->sql_receive, sizeof(broker->sql_receive),
 			 "SELECT %s($1, $2, $3, $4::jsonb)", options->receive_function);
+	if (options->session_function)
+		snprintf(broker->sql_session, sizeof(broker->sql_session),
+				 "SELECT %s($1, $2, $3, $4::text[])", options->session_function);
 	broker->channels = channel_table_create(&channel_hooks);
 	broker->sessions = session_table_create(loop, broker->channels, &session_hooks,
 											&options->limits);

@@ -1,8 +1,10 @@
 #!/bin/bash
 # run.sh — `make run`: on Debian 12 as root, install what is missing, build
-# and install the extension, and start comet's private PostgreSQL cluster
-# under .run/ (never the system one) with the extension created in the
-# database "comet".  The cluster keeps running; `make stop` stops it.
+# and install the extension and the bridge, start comet's private PostgreSQL
+# cluster under .run/ (never the system one) with the extension created in
+# the database "comet", and start comet-bridge on http://127.0.0.1:8080
+# serving a page that shows packets arriving.  Both keep running;
+# `make stop` stops them.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$COMET_ROOT"
@@ -33,11 +35,24 @@ cluster_dir() {
 	echo "$RUN_DIR/pg"
 }
 
+# bridge_stop: SIGTERM the bridge make run started, if it runs.
+bridge_stop() {
+	local pid
+	[ -f "$RUN_DIR/bridge.pid" ] || return 0
+	pid=$(cat "$RUN_DIR/bridge.pid")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid"
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	fi
+	rm -f "$RUN_DIR/bridge.pid"
+}
+
 if [ "${1:-}" = stop ]; then
+	bridge_stop
 	if [ -e "$RUN_DIR/pg" ]; then
 		cluster_stop "$(readlink -f "$RUN_DIR/pg")"
-		log "stopped"
 	fi
+	log "stopped"
 	exit 0
 fi
 
@@ -61,13 +76,32 @@ psql -X -q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'comet'" 
 psql -X -q -d comet -c "SET client_min_messages = warning" \
 	-c "CREATE EXTENSION IF NOT EXISTS comet" -c "ALTER EXTENSION comet UPDATE"
 
+# the demo page subscribes to "demo" without logging in
+psql -X -q -d comet -c "SELECT comet.grant('demo', ARRAY['subscribe'])" >/dev/null
+
+# (re)start the bridge, so that a new build takes effect
+bridge_stop
+nohup "$COMET_ROOT/bridge/comet-bridge" --listen 127.0.0.1:8080 \
+	--db "host=$PGHOST port=$PGPORT user=postgres dbname=comet" \
+	--static "$COMET_ROOT/examples/minimal" --client "$COMET_ROOT/client/comet.js" \
+	>"$RUN_DIR/bridge.log" 2>&1 </dev/null &
+echo $! >"$RUN_DIR/bridge.pid"
+for _ in $(seq 100); do
+	grep -q "listening on" "$RUN_DIR/bridge.log" 2>/dev/null && break
+	kill -0 "$(cat "$RUN_DIR/bridge.pid")" 2>/dev/null || break
+	sleep 0.1
+done
+grep -q "listening on" "$RUN_DIR/bridge.log" || { cat "$RUN_DIR/bridge.log" >&2; die "the bridge did not start"; }
+
 cat <<INFO
 
-comet is running: PostgreSQL 15 with the comet extension, database "comet".
+comet is running: PostgreSQL 15 with the comet extension (database "comet")
+and comet-bridge serving a page that shows packets as they commit.
 
-  connect:  psql -h $PGHOST -p $PGPORT -U postgres comet
+  open:     http://127.0.0.1:8080/
   send:     psql -h $PGHOST -p $PGPORT -U postgres comet -c "SELECT comet.send('demo', '{\"hello\": \"world\"}')"
-  see it:   psql -h $PGHOST -p $PGPORT -U postgres comet -c "SELECT * FROM comet.replay('demo')"
+  connect:  psql -h $PGHOST -p $PGPORT -U postgres comet
+  logs:     .run/bridge.log
   stop:     make stop
 
 INFO
