@@ -49,7 +49,8 @@ subtest 'a silent session ends after the inactivity period' => sub {
 	my $events = wait_until(sub { my $e = events_of($s->sid); @$e >= 2 ? $e : undef }, 3)
 		// events_of($s->sid);
 	is(scalar @$events, 2, 'the session function heard two events');
-	is($events->[-1], 'inactivity idle', 'the last one is inactivity, with the channel');
+	is($events->[-1], 'inactivity idle', 'the last one is inactivity, with the channel')
+		or diag("sid " . $s->sid . "; presence_log:\n" . sql(q{SELECT * FROM presence_log ORDER BY at}));
 
 	# the only session is gone, so nothing needs the channel any more
 	my $m = $bridge->metrics;

@@ -43,8 +43,9 @@ subtest 'subscribing later to an ungranted channel is a forbidden result' => sub
 	my ($status, undef, $json) = $s->request(subscribe => ['secret']);
 	is($status, 200, 'the request is answered 200');
 	forbidden_result($json->{results}[0], 'its result is forbidden');
-	($status) = $s->request(timeout => 1);
+	($status, undef, $json) = $s->request(unsubscribe => ['open']);
 	is($status, 200, 'the session goes on');
+	is_deeply($json->{results}, [ { ok => $true } ], 'and can unsubscribe');
 };
 
 subtest 'publishing without a grant is forbidden and sends nothing' => sub {

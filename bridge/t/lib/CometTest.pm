@@ -87,12 +87,14 @@ my $WORKDIR = tempdir('comet-bridge-t.XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my $DBNAME;			# this test file's database, once made
 my $BRIDGE_USER;	# the role the bridge connects as
 my $OWNER_PID = $$;	# only the process that made the database drops it
+my $PSQL_CALLS = 0;
 
 sub _psql_run
 {
 	my ($conninfo, $statement, $timeout) = @_;
 	$timeout //= 30;
-	my $n = int(rand(1e9));
+	# unique per process and call (a forked child shares rand()'s state)
+	my $n = "$$." . ++$PSQL_CALLS;
 	my ($in, $out, $err) = map { "$WORKDIR/psql.$n.$_" } qw(in out err);
 	utf8::encode($statement) if utf8::is_utf8($statement);
 	open(my $fh, '>', $in) or die "cannot write $in: $!";
@@ -464,7 +466,8 @@ sub new
 
 sub sid { $_[0]{sid} }
 sub status { $_[0]{status} }
-sub response { $_[0]{response} }
+# the decoded answer ({} when it was not JSON)
+sub response { ref $_[0]{response} eq 'HASH' ? $_[0]{response} : {} }
 sub bridge { $_[0]{bridge} }
 # the last rid used, and the next one (which it takes)
 sub last_rid { $_[0]{rid} }
