@@ -36,6 +36,15 @@
 #include "protocol.h"
 
 #define BROKER_SQL_MAX 600
+/* Ended sessions remembered, so that their client learns why (overflow). */
+#define BROKER_TOMBSTONES 1024
+
+typedef struct Tombstone
+{
+	char		sid[PROTO_SID_MAX + 1];
+	SessionEnd	why;
+	uint64_t	until_ms;
+} Tombstone;
 
 typedef struct Delivery
 {
@@ -73,6 +82,8 @@ struct Broker
 	bool		shutting_down;
 	bool		was_connected;
 	BrokerStats stats;
+	Tombstone	tombstones[BROKER_TOMBSTONES];	/* a ring */
+	size_t		next_tombstone;
 };
 
 /* A setup or work request between its async steps. */
@@ -115,6 +126,7 @@ typedef struct Waiter
 static void step_positions(Step *step);
 static void step_send_next(Step *step);
 static void broker_flush(Broker *broker);
+static Tombstone *broker_tombstone(Broker *broker, const char *sid);
 static void broker_presence(Broker *broker, Session *session, const char *event);
 
 static void *
@@ -331,13 +343,11 @@ step_answer(Step *step)
 			buf_append(&body, step->positions.data + 1, step->positions.len - 1);
 		buf_append_char(&body, '}');
 	}
-	if (step->nextra > 0)
-	{
-		/* resume packets come before whatever arrived live meanwhile */
-		for (i = 0; i < step->nextra; i++)
-			session_queue_packet(session, step->extra[i]);
-	}
-	session_take_packets(session, &body);
+	/*
+	 * resume packets come before whatever arrived live meanwhile; they are
+	 * not queued, so a long catch-up does not count against --max-pending
+	 */
+	session_take_packets_after(session, &body, step->extra, step->nextra);
 	buf_append_char(&body, '}');
 	if (step->setup)
 		broker_presence(broker, session, "open");
@@ -836,15 +846,18 @@ step_new(Broker *broker, HttpRequest *req, const ProtoRequest *request, bool set
 	step->auth_json = broker_strdup(request->auth_json);
 	step->nsubscribe = request->nsubscribe;
 	step->subscribe = broker_alloc(sizeof(*step->subscribe) * (request->nsubscribe + 1));
-	memcpy(step->subscribe, request->subscribe, sizeof(*step->subscribe) * request->nsubscribe);
+	if (request->nsubscribe > 0)
+		memcpy(step->subscribe, request->subscribe,
+			   sizeof(*step->subscribe) * request->nsubscribe);
 	step->allowed = broker_alloc(sizeof(bool) * (request->nsubscribe + 1));
 	step->position_of = broker_alloc(sizeof(int64_t) * (request->nsubscribe + 1));
 	for (k = 0; k < request->nsubscribe; k++)
 		step->position_of[k] = -1;
 	step->nunsubscribe = request->nunsubscribe;
 	step->unsubscribe = broker_alloc(sizeof(*step->unsubscribe) * (request->nunsubscribe + 1));
-	memcpy(step->unsubscribe, request->unsubscribe,
-		   sizeof(*step->unsubscribe) * request->nunsubscribe);
+	if (request->nunsubscribe > 0)
+		memcpy(step->unsubscribe, request->unsubscribe,
+			   sizeof(*step->unsubscribe) * request->nunsubscribe);
 	step->nsend = request->nsend;
 	step->send = broker_alloc(sizeof(ProtoSendItem) * (request->nsend + 1));
 	step->send_allowed = broker_alloc(sizeof(bool) * (request->nsend + 1));
@@ -855,8 +868,37 @@ step_new(Broker *broker, HttpRequest *req, const ProtoRequest *request, bool set
 	}
 	step->nresume = request->nresume;
 	step->resume = broker_alloc(sizeof(ProtoResumeItem) * (request->nresume + 1));
-	memcpy(step->resume, request->resume, sizeof(ProtoResumeItem) * request->nresume);
+	if (request->nresume > 0)
+		memcpy(step->resume, request->resume, sizeof(ProtoResumeItem) * request->nresume);
 	return step;
+}
+
+/* ---- tombstones ------------------------------------------------------------ */
+
+static void
+broker_bury(Broker *broker, const char *sid, SessionEnd why)
+{
+	Tombstone  *tombstone = &broker->tombstones[broker->next_tombstone++ % BROKER_TOMBSTONES];
+
+	snprintf(tombstone->sid, sizeof(tombstone->sid), "%s", sid);
+	tombstone->why = why;
+	tombstone->until_ms = loop_now_ms(broker->loop) + broker->options.limits.inactivity_ms;
+}
+
+static Tombstone *
+broker_tombstone(Broker *broker, const char *sid)
+{
+	size_t		i;
+
+	for (i = 0; i < BROKER_TOMBSTONES; i++)
+	{
+		Tombstone  *tombstone = &broker->tombstones[i];
+
+		if (tombstone->sid[0] && strcmp(tombstone->sid, sid) == 0 &&
+			tombstone->until_ms > loop_now_ms(broker->loop))
+			return tombstone;
+	}
+	return NULL;
 }
 
 /* ---- HTTP hooks ----------------------------------------------------------- */
@@ -926,9 +968,19 @@ broker_http_comet(void *ctx, HttpRequest *req, const char *url_sid,
 	session = broker_find_session(broker, request->sid);
 	if (session == NULL)
 	{
+		Tombstone  *tombstone = broker_tombstone(broker, request->sid);
+		bool		overflowed = tombstone != NULL && tombstone->why == SESSION_END_OVERFLOW;
+
+		/* said once; after that the session is simply gone */
+		if (tombstone != NULL)
+			tombstone->sid[0] = '\0';
 		proto_request_free(request);
 		free(request);
-		broker_error(broker, req, PROTO_ITEM_NOT_FOUND, "no such session");
+		if (overflowed)
+			broker_error(broker, req, PROTO_OVERFLOW,
+						 "the session fell too far behind and was ended; set up again with resume");
+		else
+			broker_error(broker, req, PROTO_ITEM_NOT_FOUND, "no such session");
 		return;
 	}
 	session_request(session, req, request);
@@ -1083,6 +1135,8 @@ broker_session_ended(void *ctx, Session *session, SessionEnd why)
 	if (why != SESSION_END_SHUTDOWN)
 		fprintf(stderr, "comet-bridge: session %s ended: %s\n", session_sid(session),
 				session_end_name(why));
+	if (why == SESSION_END_OVERFLOW)
+		broker_bury(broker, session_sid(session), why);
 	broker_presence(broker, session, session_end_name(why));
 }
 
@@ -1224,10 +1278,13 @@ broker_pg_notify(void *ctx, const char *channel, const char *payload)
 	proto_parse_notify(payload, &notify);
 	if (notify.kind != PROTO_NOTIFY_PLAIN && last >= 0 && notify.seq > last + 1)
 	{
-		/* a seq was missed (it cannot be, unless NOTIFYs were lost): fetch */
-		broker_replay(broker, channel, last, notify.seq - last - 1);
+		/*
+		 * Seqs were skipped: NOTIFYs were lost, or the wake-up is forged (any
+		 * role may NOTIFY).  Trust only the packet table: fetch the range.
+		 */
+		broker_replay(broker, channel, last, notify.seq - last);
 	}
-	if (notify.kind == PROTO_NOTIFY_REFERENCE)
+	else if (notify.kind == PROTO_NOTIFY_REFERENCE)
 		broker_replay(broker, channel, notify.seq - 1, 1);
 	else
 		delivery_add(broker_enqueue(broker, channel, true),

@@ -68,6 +68,7 @@ typedef struct PgConn
 struct Pg
 {
 	Loop	   *loop;
+	LoopTimer	fail_timer;		/* answers queries no connection can take */
 	char	   *conninfo;
 	PgHooks		hooks;
 	PgConn		listener;
@@ -93,6 +94,7 @@ static void conn_start(PgConn *c);
 static void conn_event(Loop *loop, int fd, uint32_t events, void *arg);
 static void pg_dispatch(Pg *pg);
 static void listener_next_command(PgConn *c);
+static bool pg_pool_usable(const Pg *pg);
 
 static void *
 pg_alloc(size_t size)
@@ -161,11 +163,15 @@ conn_retry(Loop *loop, LoopTimer *timer, void *arg)
 
 /* Give up on this connection: fail what it was doing, retry later. */
 static void
-conn_fail(PgConn *c, const char *why)
+conn_fail(PgConn *c, const char *reason)
 {
 	Pg		   *pg = c->pg;
 	PgQuery    *query = c->query;
 	bool		was_ready = c->is_listener && pg->listener_ready;
+	char		why[256];
+
+	/* the reason may live in the connection about to be closed */
+	snprintf(why, sizeof(why), "%s", reason ? reason : "unknown error\n");
 
 	if (c->fd >= 0)
 		loop_unwatch(pg->loop, c->fd);
@@ -192,6 +198,8 @@ conn_fail(PgConn *c, const char *why)
 	}
 	if (query != NULL)
 		query_finish(query, NULL);
+	if (!c->is_listener && pg->queue_head != NULL && !pg_pool_usable(pg))
+		loop_timer_start(pg->loop, &pg->fail_timer, 0);
 }
 
 static void
@@ -487,6 +495,44 @@ pg_dispatch(Pg *pg)
 	}
 }
 
+/* Is any pool connection up, or still trying for the first time? */
+static bool
+pg_pool_usable(const Pg *pg)
+{
+	int			i;
+
+	for (i = 0; i < pg->pool_size; i++)
+		if (pg->pool[i].state != PGCONN_DOWN)
+			return true;
+	return false;
+}
+
+/*
+ * While every pool connection is down, queued queries are answered with no
+ * result (from a timer, never from inside pg_query) instead of waiting for
+ * the database to come back: the client gets 503 and retries.
+ */
+static void
+pg_fail_waiting(Loop *loop, LoopTimer *timer, void *arg)
+{
+	Pg		   *pg = arg;
+
+	(void) loop;
+	(void) timer;
+	if (pg_pool_usable(pg))
+		return;
+	while (pg->queue_head != NULL)
+	{
+		PgQuery    *query = pg->queue_head;
+
+		pg->queue_head = query->next;
+		if (pg->queue_head == NULL)
+			pg->queue_tail = NULL;
+		pg->queue_len--;
+		query_finish(query, NULL);
+	}
+}
+
 void
 pg_query(Pg *pg, const char *sql, int nparams, const char *const *params,
 		 PgResultHandler handler, void *arg)
@@ -508,6 +554,8 @@ pg_query(Pg *pg, const char *sql, int nparams, const char *const *params,
 	pg->queue_tail = query;
 	pg->queue_len++;
 	pg_dispatch(pg);
+	if (!pg_pool_usable(pg))
+		loop_timer_start(pg->loop, &pg->fail_timer, 0);
 }
 
 size_t
@@ -548,6 +596,7 @@ pg_create(Loop *loop, const char *conninfo, int pool_size, const PgHooks *hooks,
 	pg->pool = pg_alloc(sizeof(PgConn) * pool_size);
 	pg->commands_capacity = 16;
 	pg->commands = pg_alloc(sizeof(PgCommand) * pg->commands_capacity);
+	loop_timer_init(&pg->fail_timer, pg_fail_waiting, pg);
 	conn_init(pg, &pg->listener, true);
 	conn_start(&pg->listener);
 	for (i = 0; i < pool_size; i++)
@@ -583,6 +632,7 @@ pg_destroy(Pg *pg)
 
 	if (pg == NULL)
 		return;
+	loop_timer_stop(pg->loop, &pg->fail_timer);
 	conn_close(&pg->listener);
 	for (i = 0; i < pg->pool_size; i++)
 		conn_close(&pg->pool[i]);

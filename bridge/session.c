@@ -49,6 +49,7 @@ struct Session
 	SessionState state;
 	HttpRequest *held;			/* the held poll */
 	uint64_t	held_rid;
+	bool		orphaned;		/* held_rid's client left unanswered */
 	Packet	  **queue;
 	size_t		queue_len;
 	size_t		queue_capacity;
@@ -333,12 +334,25 @@ session_answer_error(Session *session, HttpRequest *req, ProtoCondition conditio
 void
 session_take_packets(Session *session, Buf *out)
 {
+	session_take_packets_after(session, out, NULL, 0);
+}
+
+void
+session_take_packets_after(Session *session, Buf *out, Packet *const *first,
+						   size_t nfirst)
+{
 	size_t		i;
 
 	buf_append_str(out, ",\"packets\":[");
-	for (i = 0; i < session->queue_len; i++)
+	for (i = 0; i < nfirst; i++)
 	{
 		if (i > 0)
+			buf_append_char(out, ',');
+		buf_append(out, first[i]->json, first[i]->len);
+	}
+	for (i = 0; i < session->queue_len; i++)
+	{
+		if (i > 0 || nfirst > 0)
 			buf_append_char(out, ',');
 		buf_append(out, session->queue[i]->json, session->queue[i]->len);
 		packet_unref(session->queue[i]);
@@ -370,6 +384,7 @@ session_hold(Session *session, HttpRequest *req, uint64_t rid)
 {
 	session->held = req;
 	session->held_rid = rid;
+	session->orphaned = false;
 	session->state = SESSION_HAVE_REQUEST;
 	loop_timer_start(session->table->loop, &session->wait_timer,
 					 (uint64_t) session->wait_s * 1000);
@@ -511,8 +526,10 @@ session_client_gone(Session *session, HttpRequest *req)
 {
 	if (session->state != SESSION_HAVE_REQUEST || session->held != req)
 		return;
-	/* packets that arrive from now on stay queued for the next request */
+	/* packets that arrive from now on stay queued for the next request,
+	 * which may be a retry of this very rid */
 	session->held = NULL;
+	session->orphaned = true;
 	session->state = SESSION_WAITING;
 	loop_timer_stop(session->table->loop, &session->wait_timer);
 	session_update_inactivity(session);
@@ -641,6 +658,15 @@ session_request(Session *session, HttpRequest *req, ProtoRequest *request)
 		{
 			session_answer_error(session, req, PROTO_POLICY_VIOLATION,
 								 "this rid is still being processed; retry later");
+			return;
+		}
+		if (session->orphaned && rid == session->held_rid &&
+			!(cached->valid && cached->rid == rid))
+		{
+			/* the held poll's client left before its answer: a retry */
+			session->orphaned = false;
+			session_update_inactivity(session);
+			session_poll_arrives(session, req, rid);
 			return;
 		}
 		if (cached->valid && cached->rid == rid)

@@ -133,6 +133,9 @@ void		session_end(Session *session, SessionEnd why);
  * queue (have_packet -> waiting).  For answers the host composes.
  */
 void		session_take_packets(Session *session, Buf *out);
+/* The same with first[0..nfirst) ahead of the queue (resume catch-up). */
+void		session_take_packets_after(Session *session, Buf *out,
+									   Packet *const *first, size_t nfirst);
 
 /*
  * The host's answer to a work request or to the setup request: send it,

@@ -15,7 +15,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages each command needs.
 COMET_PACKAGES_BUILD="make gcc libc6-dev pkg-config postgresql-15 postgresql-server-dev-15
-	postgresql-client-15 libpq-dev libmicrohttpd-dev libjson-c-dev"
+	postgresql-client-15 libpq-dev libmicrohttpd-dev libjson-c-dev perl"
 
 # Install the packages that are missing (apt-get, as root).
 deps_install() {

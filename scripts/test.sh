@@ -69,6 +69,27 @@ count "$(grep -c '^ok ' "$WORK/bridge-unit.out" || true)" \
 [ "$(grep -c '^# all passed' "$WORK/bridge-unit.out" || true)" -eq "$(make -s -C bridge print-TESTS | wc -w)" ] \
 	|| count 0 1 bridge-unit-harness
 
+log "suite: bridge black-box (real HTTP, real PostgreSQL, bridge built with ASan+UBSan)"
+make -s -C bridge asan/comet-bridge >"$WORK/bridge-build.out" 2>&1 || cat "$WORK/bridge-build.out"
+mkdir -p "$WORK/sanitizer"
+COMET_BRIDGE="$COMET_ROOT/bridge/asan/comet-bridge" \
+	COMET_TEST_DB="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" \
+	ASAN_OPTIONS="log_path=$WORK/sanitizer/asan:detect_leaks=1" \
+	UBSAN_OPTIONS="log_path=$WORK/sanitizer/ubsan:print_stacktrace=1" \
+	bridge/t/run.sh >"$WORK/blackbox.out" 2>&1
+grep -aE '^(not )?ok |^Result|^Files=|^bridge/t/' "$WORK/blackbox.out"
+count "$(grep -ac '^ok ' "$WORK/blackbox.out" || true)" \
+	"$(grep -ac '^not ok ' "$WORK/blackbox.out" || true)" bridge-blackbox
+grep -aq '^Result: PASS' "$WORK/blackbox.out" || { count 0 1 bridge-blackbox-run; tail -n 80 "$WORK/blackbox.out"; }
+# any sanitizer report from the bridge is a failure
+if ls "$WORK/sanitizer"/* >/dev/null 2>&1; then
+	log "sanitizer reports:"
+	head -n 60 "$WORK/sanitizer"/*
+	count 0 1 bridge-sanitizers
+else
+	count 1 0 bridge-sanitizers
+fi
+
 PGXS_DIR=$(dirname "$(dirname "$(dirname "$(make -s print-PGXS)")")")
 log "suite: pg_regress"
 "$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --bindir="$PG_BIN" \

@@ -85,5 +85,15 @@ subtest 'positions: the last seq committed before the subscription' => sub {
 	is_deeply($json->{positions}, { 'lobby:later' => 0 }, 'its answer has positions for the new channel');
 };
 
+subtest '--node-id prefixes sids' => sub {
+	my $node = start_bridge(args => ['--node-id', 'node7']);
+	my $s = $node->setup(subscribe => ['lobby']);
+	is($s->status, 200, 'setup succeeds') or return;
+	like($s->sid, qr/^node7\.[A-Za-z0-9_~-]{22,}$/, 'the sid is "node7." and a random part');
+	my ($status) = $node->post_comet({ sid => $s->sid, rid => $s->last_rid + 1, terminate => JSON::PP::true });
+	is($status, 200, 'the prefixed sid works');
+	$node->kill_now;
+};
+
 ok($bridge->alive, 'the bridge still runs');
 done_testing;

@@ -2,7 +2,8 @@
 # durable packet commits, never for a rollback; packets of a channel arrive
 # in seq order with their seq; a plain NOTIFY arrives without seq (its JSON
 # payload parsed, any other payload as a string); a 1 MiB packet arrives
-# whole; every subscriber gets it; an unsubscribed channel is quiet.
+# whole; every subscriber gets it; an unsubscribed channel is quiet; a
+# forged wake-up (any role may NOTIFY) does not hide real packets.
 use strict;
 use warnings;
 use FindBin;
@@ -112,6 +113,31 @@ subtest 'after unsubscribe a channel\'s packets are no longer delivered' => sub 
 	is_deeply($res && $res->{json}{packets},
 		[ { channel => 'other', seq => 2, data => { n => 'still here' } } ],
 		'a packet on the other channel does');
+};
+
+subtest 'a forged wake-up does not make real packets look like duplicates' => sub {
+	# any role may NOTIFY; a listener must not trust a wake-up's seq
+	my $f = $bridge->setup(subscribe => ['news'], wait => 8);
+	my $last = $f->response->{positions}{news};
+	my $poll = $f->start_poll;
+	sql(q{SELECT pg_notify('news', 'comet/1 1000 {"forged": true}')});
+	my $res = $poll->response(1.5);
+	my @forged = grep { ($_->{seq} // 0) == 1000 } @{ $res ? $res->{json}{packets} // [] : [] };
+	is_deeply(\@forged, [], 'no packet is delivered as seq 1000');
+	sql(q{SELECT comet.send('news', '"real"')});
+	my $packets;
+	if ($res)
+	{
+		$packets = $f->collect(1, 3);
+	}
+	else
+	{
+		# the poll is still held: the real packet comes on it
+		$res = $poll->response(3);
+		$packets = $res ? $res->{json}{packets} : [];
+	}
+	is_deeply([ map { [ $_->{seq}, $_->{data} ] } grep { ($_->{data} // '') eq 'real' } @$packets ],
+		[ [ $last + 1, 'real' ] ], 'the next real packet arrives with its seq');
 };
 
 ok($bridge->alive, 'the bridge still runs');

@@ -3,7 +3,8 @@
 # without a grant is a forbidden result and sends nothing; tokens from
 # comet.issue_token identify a subject with auth {"token": ...}; a bad,
 # revoked or expired token is 403; LIKE patterns grant what they match and
-# nothing more.
+# nothing more; --auth-function and --authorize-function replace the
+# defaults.
 use strict;
 use warnings;
 use FindBin;
@@ -127,6 +128,32 @@ subtest 'revoke closes the channel to new subscriptions' => sub {
 	is($bridge->setup(subscribe => ['temp'])->status, 200, 'granted: allowed');
 	sql(q{SELECT comet.revoke('temp', ARRAY['subscribe'], NULL)});
 	is($bridge->setup(subscribe => ['temp'])->status, 403, 'revoked: forbidden');
+};
+
+subtest 'an application\'s own auth and authorize functions' => sub {
+	sql(<<'SQL');
+CREATE FUNCTION app_auth(auth jsonb) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  IF auth IS NULL OR auth = 'null' THEN RETURN NULL; END IF;
+  IF auth->>'password' = 'sesame' THEN RETURN auth->>'user'; END IF;
+  RAISE EXCEPTION 'wrong password for %', auth->>'user';
+END $$;
+CREATE FUNCTION app_authorize(subject text, channel text, action text) RETURNS boolean
+LANGUAGE sql AS $$ SELECT channel = 'home:' || subject $$;
+SQL
+	my $app = start_bridge(args => ['--auth-function', 'app_auth', '--authorize-function', 'app_authorize']);
+	my $s = $app->setup(subscribe => ['home:ann'], auth => { user => 'ann', password => 'sesame' });
+	is($s->status, 200, 'ann may subscribe to home:ann');
+	my ($status, undef, $json) = $s->request(send => [ { channel => 'home:ann', data => 1 } ]);
+	is_deeply($json->{results}, [ { ok => $true } ], 'and publish there');
+	$s = $app->setup(subscribe => ['home:bob'], auth => { user => 'ann', password => 'sesame' });
+	is($s->status, 403, 'but not subscribe to home:bob');
+	$s = $app->setup(subscribe => ['home:ann'], auth => { user => 'ann', password => 'guess' });
+	is($s->status, 403, 'a refused authentication is 403');
+	is($s->response->{error}, 'forbidden', 'forbidden');
+	$s = $app->setup(subscribe => ['open']);
+	is($s->status, 403, 'the comet grants no longer count');
+	$app->kill_now;
 };
 
 ok($bridge->alive, 'the bridge still runs');

@@ -121,6 +121,18 @@ subtest 'CORS for an --allow-origin origin' => sub {
 		'carries it too, for the second allowed origin');
 };
 
+subtest 'the sid may be repeated in the URL (POST /comet?sid=S)' => sub {
+	my $s = $bridge->setup(subscribe => ['web'], wait => 1);
+	is($s->status, 200, 'setup succeeds') or return;
+	my $sid = $s->sid;
+	my ($status, undef, $json) = $bridge->post_comet({ sid => $sid, rid => $s->next_rid, subscribe => ['web'] },
+		path => "/comet?sid=$sid");
+	is($status, 200, 'a request to /comet?sid=S is served');
+	ok(ref $json->{results} eq 'ARRAY', 'as the same request without it');
+	($status) = $bridge->post_comet({ rid => random_rid(), subscribe => ['web'] }, path => '/comet?sid=');
+	ok(defined $status && $status != 500, "a setup with an empty sid in the URL is not an internal error ($status)");
+};
+
 subtest 'answers are JSON and connections are kept alive' => sub {
 	my $c = $bridge->connect;
 	for my $n (1 .. 3)

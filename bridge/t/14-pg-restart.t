@@ -27,18 +27,18 @@ if ($sender == 0)
 	POSIX::_exit($@ ? 1 : 0);
 }
 
-# the terminator: end the bridge's backends now and then
+# the terminator: end the bridge's backends every 0.8 s, six times
 my $terminated = 0;
 my $next_kill = time + 1;
 my @got;
 my $deadline = time + 40;
 while (@got < $N && time < $deadline)
 {
-	if ($terminated < 4 && time >= $next_kill)
+	if ($terminated < 6 && time >= $next_kill)
 	{
 		$terminated += sql(q{SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE application_name = 'comet-bridge'});
-		$next_kill = time + 1.5;
+			WHERE application_name = 'comet-bridge' AND datname = current_database()});
+		$next_kill = time + 0.8;
 	}
 	my $poll = $s->start_poll;
 	my $res = $poll->response(4);
@@ -59,6 +59,16 @@ is(scalar @got, $N, "$N packets arrived");
 is_deeply(\@seqs, [ 1 .. $N ], 'every seq exactly once, in order')
 	or diag('got: ' . join(' ', @seqs));
 is_deeply([ grep { ($_->{data}{n} // -1) != ($_->{seq} // -2) } @got ], [], 'each with its data');
+
+subtest 'the bridge tells what happened, readably' => sub {
+	my $m = $bridge->metrics;
+	cmp_ok($m->{comet_database_reconnects_total}, '>=', 2, 'comet_database_reconnects_total counts the reconnects')
+		if exists $m->{comet_database_reconnects_total};
+	my $log = $bridge->log_text;
+	like($log, qr/lost|reconnect|connection/i, 'the log mentions the lost connection');
+	my @unreadable = grep { !utf8::decode(my $copy = $_) || /[\x00-\x08\x0b-\x1f\x7f]/ } split /\n/, $log;
+	is_deeply(\@unreadable, [], 'every log line is readable text (no stray bytes)');
+};
 
 subtest 'after the storm' => sub {
 	my $t = wait_until(sub { $bridge->setup(subscribe => ['stream'])->status == 200 }, 10);

@@ -1,7 +1,9 @@
-# 15-limits.t — limits end or refuse politely: a session whose queue passes
-# --max-pending is ended with 410 overflow (the session function hears
-# "overflow") and its client resumes without losing anything; beyond
-# --max-sessions a setup is 503 service-unavailable with Retry-After.
+# 15-limits.t — limits refuse or end politely and lose nothing: beyond
+# --max-sessions a setup is 503 service-unavailable with Retry-After; a
+# session whose queue passes --max-pending is ended with 410 overflow (the
+# session function hears "overflow"); its client resumes in a new session
+# and gets every packet, even when the catch-up is longer than
+# --max-pending.
 use strict;
 use warnings;
 use FindBin;
@@ -22,28 +24,6 @@ SQL
 my $bridge = start_bridge(args => ['--wait', '10', '--max-pending', '5', '--max-sessions', '3',
 		'--session-function', 'presence']);
 
-subtest 'a queue past --max-pending ends the session with overflow' => sub {
-	my $s = $bridge->setup(subscribe => ['flood'], wait => 5);
-	is($s->status, 200, 'setup succeeds') or return;
-	my $from = $s->response->{positions}{flood};
-	sql(join '', map { qq{SELECT comet.send('flood', '{"n": $_}');\n} } 1 .. 8);
-	sleep 0.5;
-	my ($status, undef, $json) = $s->request(timeout => 3);
-	is($status, 410, 'the next poll gets 410');
-	is($json->{error}, 'overflow', 'overflow');
-	($status, undef, $json) = $s->request(timeout => 3);
-	is($status, 404, 'the session is gone');
-	my $events = wait_until(sub { sql("SELECT string_agg(event, ',' ORDER BY at) FROM presence_log WHERE sid = '"
-				. $s->sid . "'") =~ /overflow/ }, 3);
-	ok($events, 'the session function heard "overflow"');
-
-	my $again = $bridge->setup(subscribe => ['flood'], resume => { flood => $from });
-	is($again->status, 200, 'the client resumes in a new session');
-	is_deeply([ map { $_->{seq} } @{ $again->response->{packets} } ], [ 1 .. 8 ],
-		'and gets every packet, 1 to 8');
-	$again->request(terminate => JSON::PP::true);
-};
-
 subtest 'beyond --max-sessions a setup is 503 with Retry-After' => sub {
 	my @s = map { $bridge->setup(subscribe => []) } 1 .. 3;
 	is(scalar(grep { $_->status == 200 } @s), 3, 'three sessions are allowed');
@@ -53,8 +33,37 @@ subtest 'beyond --max-sessions a setup is 503 with Retry-After' => sub {
 	like($fourth->{headers}{'retry-after'} // '', qr/^\d+$/, 'with Retry-After');
 	my ($status) = $s[0]->request(terminate => JSON::PP::true);
 	is($status, 200, 'one session terminates');
-	is($bridge->setup(subscribe => [])->status, 200, 'and a new one may start');
+	my $fifth = $bridge->setup(subscribe => []);
+	is($fifth->status, 200, 'and a new one may start');
+	$_->request(terminate => JSON::PP::true) for @s[1, 2], $fifth;
 };
 
-ok($bridge->alive, 'the bridge still runs');
+my $from;	# where the overflowed client resumes from
+
+subtest 'a queue past --max-pending ends the session with overflow' => sub {
+	my $s = $bridge->setup(subscribe => ['flood'], wait => 5);
+	is($s->status, 200, 'setup succeeds') or return;
+	$from = $s->response->{positions}{flood};
+	sql(join '', map { qq{SELECT comet.send('flood', '{"n": $_}');\n} } 1 .. 8);
+	sleep 0.5;	# no poll held: the packets queue up
+	my ($status, undef, $json) = $s->request(timeout => 3);
+	is($status, 410, 'the next poll gets 410');
+	is($json->{error}, 'overflow', 'overflow');
+	($status, undef, $json) = $s->request(timeout => 3);
+	is($status, 404, 'then the session is gone');
+	my $events = wait_until(sub { sql("SELECT string_agg(event, ',' ORDER BY at) FROM presence_log WHERE sid = '"
+				. $s->sid . "'") =~ /overflow/ }, 3);
+	ok($events, 'the session function heard "overflow"');
+	ok($bridge->alive, 'the bridge still runs');
+};
+
+subtest 'the client resumes, though the catch-up is longer than --max-pending' => sub {
+	my $again = $bridge->setup(subscribe => ['flood'], resume => { flood => $from // 0 }, wait => 1);
+	is($again->status, 200, 'the client resumes in a new session') or return;
+	my @packets = @{ $again->response->{packets} // [] };
+	push @packets, @{ $again->collect(8 - @packets, 4) } if @packets < 8;
+	is_deeply([ map { $_->{seq} } @packets ], [ 1 .. 8 ], 'and gets every packet, 1 to 8, once');
+	ok($bridge->alive, 'the bridge still runs') or diag('comet-bridge: ' . $bridge->exit_description);
+};
+
 done_testing;

@@ -47,6 +47,13 @@ our $PSQL = '/usr/lib/postgresql/15/bin/psql';
 sub PSQL { $PSQL }
 
 $SIG{PIPE} = 'IGNORE';
+# Interrupted or timed out: still stop the bridges and drop the database
+# (exit runs the END block below).
+$SIG{INT} = $SIG{TERM} = sub { Test::More::diag("interrupted by SIG$_[0]") if defined &Test::More::diag; exit 1 };
+# A watchdog: no test file may run longer than this, whatever hangs.
+our $WATCHDOG = $ENV{COMET_TEST_WATCHDOG} // 120;
+$SIG{ALRM} = sub { die "comet test watchdog: the test file ran longer than ${WATCHDOG} s\n" };
+alarm $WATCHDOG;
 
 my $JSON = JSON::PP->new->utf8(1)->canonical(1)->allow_nonref(1);
 
@@ -376,8 +383,17 @@ sub kill_now
 
 sub DESTROY { local ($., $@, $!, $^E, $?); $_[0]->kill_now if $_[0]{pid}; }
 
-# A new HTTP connection to the bridge.
-sub connect { CometTest::Conn->new($_[0]{port}) }
+# A new HTTP connection to the bridge (dies, saying how the bridge is,
+# when it cannot connect).
+sub connect
+{
+	my ($self) = @_;
+	my $conn = eval { CometTest::Conn->new($self->{port}) };
+	return $conn if $conn;
+	my $error = $@;
+	$self->alive;
+	die "${error}comet-bridge: " . $self->exit_description . "\n";
+}
 
 # One HTTP request on the bridge's keep-alive connection; returns the
 # response (see CometTest::Conn::response) or undef on timeout.
@@ -388,6 +404,7 @@ sub http
 	$conn = $self->{conn} = $self->connect if !$conn || $conn->closed_by_peer;
 	$conn->send_request($method, $path, $opts{body}, $opts{headers});
 	my $res = $conn->response($opts{timeout} // 5);
+	$self->{last_eof} = $conn->{eof};
 	delete $self->{conn} if !$res || $conn->{eof} || $conn->{broken}
 		|| lc($res->{headers}{connection} // '') eq 'close';
 	return $res;
@@ -405,7 +422,11 @@ sub post_comet
 		timeout => $opts{timeout});
 	unless ($res)
 	{
-		Test::More::diag("no response to POST $body within " . ($opts{timeout} // 5) . " s");
+		my $shown = length($body) > 200 ? substr($body, 0, 200) . '...' : $body;
+		Test::More::diag($self->{last_eof}
+			? "the connection closed without a response to POST $shown"
+				. ($self->alive ? '' : ' (comet-bridge: ' . $self->exit_description . ')')
+			: "no response to POST $shown within " . ($opts{timeout} // 5) . " s");
 		return (undef, {}, undef, undef);
 	}
 	return ($res->{status}, $res->{headers}, $res->{json}, $res->{body});
