@@ -53,6 +53,7 @@ typedef struct Delivery
 	char		channel[PROTO_CHANNEL_MAX + 1];
 	Packet	  **packets;
 	size_t		npackets;
+	struct ReplayCall *call;	/* the replay it waits for, if any */
 } Delivery;
 
 typedef struct BrokerStats
@@ -1220,11 +1221,27 @@ broker_flush(Broker *broker)
 	}
 }
 
+/* A comet.replay for the delivery FIFO, retried while the database is away. */
 typedef struct ReplayCall
 {
 	Broker	   *broker;
 	Delivery   *delivery;
+	int64_t		after;
+	int64_t		count;			/* 0: everything after */
+	LoopTimer	retry;
 } ReplayCall;
+
+#define BROKER_REPLAY_RETRY_MS 500
+
+static void broker_replay_send(ReplayCall *call);
+
+static void
+broker_replay_retry(Loop *loop, LoopTimer *timer, void *arg)
+{
+	(void) loop;
+	(void) timer;
+	broker_replay_send(arg);
+}
 
 static void
 broker_replay_done(void *arg, PGresult *result)
@@ -1234,17 +1251,44 @@ broker_replay_done(void *arg, PGresult *result)
 	Broker	   *broker = call->broker;
 	int			i;
 
-	free(call);
+	if (result == NULL && !broker->shutting_down)
+	{
+		/*
+		 * No database: the packets are in the table, and later deliveries
+		 * must wait for them, so try again until it answers.
+		 */
+		loop_timer_start(broker->loop, &call->retry, BROKER_REPLAY_RETRY_MS);
+		return;
+	}
 	if (result_ok(result))
 		for (i = 0; i < PQntuples(result); i++)
 			delivery_add(delivery,
 						 packet_new(delivery->channel, strtoll(PQgetvalue(result, i, 0), NULL, 10),
 									PQgetvalue(result, i, 1), (size_t) PQgetlength(result, i, 1)));
-	else
+	else if (result != NULL)
 		fprintf(stderr, "comet-bridge: catching up channel \"%s\" failed: %s",
-				delivery->channel, result ? PQresultErrorMessage(result) : "no database\n");
+				delivery->channel, PQresultErrorMessage(result));
+	free(call);
+	delivery->call = NULL;
 	delivery->ready = true;
 	broker_flush(broker);
+}
+
+static void
+broker_replay_send(ReplayCall *call)
+{
+	char		after_text[24];
+	char		count_text[24];
+	const char *params[3];
+
+	snprintf(after_text, sizeof(after_text), "%lld", (long long) call->after);
+	snprintf(count_text, sizeof(count_text), "%lld", (long long) call->count);
+	params[0] = call->delivery->channel;
+	params[1] = after_text;
+	params[2] = call->count > 0 ? count_text : NULL;
+	pg_query(call->broker->pg,
+			 "SELECT seq, data::text FROM comet.replay($1, $2::bigint, $3::int)",
+			 3, params, broker_replay_done, call);
 }
 
 /* Queue a replay of channel after seq (at most count packets; 0: all). */
@@ -1252,19 +1296,14 @@ static void
 broker_replay(Broker *broker, const char *channel, int64_t after, int64_t count)
 {
 	ReplayCall *call = broker_alloc(sizeof(ReplayCall));
-	char		after_text[24];
-	char		count_text[24];
-	const char *params[3];
 
 	call->broker = broker;
 	call->delivery = broker_enqueue(broker, channel, false);
-	snprintf(after_text, sizeof(after_text), "%lld", (long long) after);
-	snprintf(count_text, sizeof(count_text), "%lld", (long long) count);
-	params[0] = channel;
-	params[1] = after_text;
-	params[2] = count > 0 ? count_text : NULL;
-	pg_query(broker->pg, "SELECT seq, data::text FROM comet.replay($1, $2::bigint, $3::int)",
-			 3, params, broker_replay_done, call);
+	call->delivery->call = call;
+	call->after = after;
+	call->count = count;
+	loop_timer_init(&call->retry, broker_replay_retry, call);
+	broker_replay_send(call);
 }
 
 static void
@@ -1405,6 +1444,7 @@ broker_destroy(Broker *broker)
 {
 	if (broker == NULL)
 		return;
+	broker->shutting_down = true;
 	if (broker->sessions)
 		session_table_destroy(broker->sessions, SESSION_END_SHUTDOWN);
 	broker->sessions = NULL;
@@ -1426,6 +1466,12 @@ broker_destroy(Broker *broker)
 		broker->fifo_head = delivery->next;
 		for (i = 0; i < delivery->npackets; i++)
 			packet_unref(delivery->packets[i]);
+		if (delivery->call != NULL)
+		{
+			/* waiting to retry (its query, if any, was answered above) */
+			loop_timer_stop(broker->loop, &delivery->call->retry);
+			free(delivery->call);
+		}
 		free(delivery->packets);
 		free(delivery);
 	}

@@ -28,6 +28,8 @@
 #                      comet_bridge_test made here with the grants of
 #                      docs/sql.md; set it empty to use COMET_TEST_DB's user)
 #   COMET_TEST_VERBOSE when set, the bridge log is always shown at the end
+#   COMET_TEST_WATCHDOG seconds a test file may run before it is failed
+#                      (default 120; every file is meant to take under 60)
 package CometTest;
 
 use strict;
