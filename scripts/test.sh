@@ -74,6 +74,7 @@ make -s -C bridge asan/comet-bridge >"$WORK/bridge-build.out" 2>&1 || cat "$WORK
 mkdir -p "$WORK/sanitizer"
 COMET_BRIDGE="$COMET_ROOT/bridge/asan/comet-bridge" \
 	COMET_TEST_DB="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" \
+	COMET_TEST_RESTART="$COMET_ROOT/scripts/cluster-restart.sh $WORK" \
 	ASAN_OPTIONS="log_path=$WORK/sanitizer/asan:detect_leaks=1" \
 	UBSAN_OPTIONS="log_path=$WORK/sanitizer/ubsan:print_stacktrace=1" \
 	bridge/t/run.sh >"$WORK/blackbox.out" 2>&1
