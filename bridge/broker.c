@@ -34,6 +34,7 @@
 #include "packet.h"
 #include "pg.h"
 #include "protocol.h"
+#include "mem.h"
 
 #define BROKER_SQL_MAX 600
 /* Ended sessions remembered, so that their client learns why (overflow). */
@@ -129,35 +130,6 @@ static void step_send_next(Step *step);
 static void broker_flush(Broker *broker);
 static Tombstone *broker_tombstone(Broker *broker, const char *sid);
 static void broker_presence(Broker *broker, Session *session, const char *event);
-
-static void *
-broker_alloc(size_t size)
-{
-	void	   *p = calloc(1, size);
-
-	if (p == NULL)
-	{
-		fprintf(stderr, "comet-bridge: out of memory\n");
-		abort();
-	}
-	return p;
-}
-
-static char *
-broker_strdup(const char *s)
-{
-	char	   *copy;
-
-	if (s == NULL)
-		return NULL;
-	copy = strdup(s);
-	if (copy == NULL)
-	{
-		fprintf(stderr, "comet-bridge: out of memory\n");
-		abort();
-	}
-	return copy;
-}
 
 /* ---- answers ------------------------------------------------------------ */
 
@@ -462,7 +434,7 @@ step_sends(Step *step)
 		step_answer(step);
 		return;
 	}
-	names = broker_alloc(sizeof(char *) * step->nsend);
+	names = mem_alloc(sizeof(char *) * step->nsend);
 	for (k = 0; k < step->nsend; k++)
 		names[k] = step->send[k].channel;
 	broker_authorize(step->broker, step, "publish", NULL, step->nsend, names,
@@ -475,13 +447,7 @@ step_sends(Step *step)
 static void
 step_add_extra(Step *step, Packet *packet)
 {
-	Packet	  **grown = realloc(step->extra, sizeof(Packet *) * (step->nextra + 1));
-
-	if (grown == NULL)
-	{
-		fprintf(stderr, "comet-bridge: out of memory\n");
-		abort();
-	}
+	Packet	  **grown = mem_realloc(step->extra, sizeof(Packet *) * (step->nextra + 1));
 	step->extra = grown;
 	step->extra[step->nextra++] = packet;
 }
@@ -636,7 +602,7 @@ step_all_listening(const Step *step)
 static void
 broker_wait_listening(Broker *broker, Step *step)
 {
-	Waiter	   *waiter = broker_alloc(sizeof(Waiter));
+	Waiter	   *waiter = mem_alloc(sizeof(Waiter));
 
 	waiter->step = step;
 	waiter->next = broker->waiters;
@@ -826,7 +792,7 @@ step_authenticated(void *arg, PGresult *result)
 		return;
 	}
 	if (!PQgetisnull(result, 0, 0))
-		step->subject = broker_strdup(PQgetvalue(result, 0, 0));
+		step->subject = mem_strdup(PQgetvalue(result, 0, 0));
 	step_subscriptions(step);
 }
 
@@ -834,7 +800,7 @@ step_authenticated(void *arg, PGresult *result)
 static Step *
 step_new(Broker *broker, HttpRequest *req, const ProtoRequest *request, bool setup)
 {
-	Step	   *step = broker_alloc(sizeof(Step));
+	Step	   *step = mem_alloc(sizeof(Step));
 	int			k;
 
 	step->broker = broker;
@@ -844,31 +810,31 @@ step_new(Broker *broker, HttpRequest *req, const ProtoRequest *request, bool set
 	step->wait = request->has_wait ? request->wait : 0;
 	if (request->has_sid)
 		snprintf(step->sid, sizeof(step->sid), "%s", request->sid);
-	step->auth_json = broker_strdup(request->auth_json);
+	step->auth_json = mem_strdup(request->auth_json);
 	step->nsubscribe = request->nsubscribe;
-	step->subscribe = broker_alloc(sizeof(*step->subscribe) * (request->nsubscribe + 1));
+	step->subscribe = mem_alloc(sizeof(*step->subscribe) * (request->nsubscribe + 1));
 	if (request->nsubscribe > 0)
 		memcpy(step->subscribe, request->subscribe,
 			   sizeof(*step->subscribe) * request->nsubscribe);
-	step->allowed = broker_alloc(sizeof(bool) * (request->nsubscribe + 1));
-	step->position_of = broker_alloc(sizeof(int64_t) * (request->nsubscribe + 1));
+	step->allowed = mem_alloc(sizeof(bool) * (request->nsubscribe + 1));
+	step->position_of = mem_alloc(sizeof(int64_t) * (request->nsubscribe + 1));
 	for (k = 0; k < request->nsubscribe; k++)
 		step->position_of[k] = -1;
 	step->nunsubscribe = request->nunsubscribe;
-	step->unsubscribe = broker_alloc(sizeof(*step->unsubscribe) * (request->nunsubscribe + 1));
+	step->unsubscribe = mem_alloc(sizeof(*step->unsubscribe) * (request->nunsubscribe + 1));
 	if (request->nunsubscribe > 0)
 		memcpy(step->unsubscribe, request->unsubscribe,
 			   sizeof(*step->unsubscribe) * request->nunsubscribe);
 	step->nsend = request->nsend;
-	step->send = broker_alloc(sizeof(ProtoSendItem) * (request->nsend + 1));
-	step->send_allowed = broker_alloc(sizeof(bool) * (request->nsend + 1));
+	step->send = mem_alloc(sizeof(ProtoSendItem) * (request->nsend + 1));
+	step->send_allowed = mem_alloc(sizeof(bool) * (request->nsend + 1));
 	for (k = 0; k < request->nsend; k++)
 	{
 		memcpy(step->send[k].channel, request->send[k].channel, sizeof(step->send[k].channel));
-		step->send[k].data_json = broker_strdup(request->send[k].data_json);
+		step->send[k].data_json = mem_strdup(request->send[k].data_json);
 	}
 	step->nresume = request->nresume;
-	step->resume = broker_alloc(sizeof(ProtoResumeItem) * (request->nresume + 1));
+	step->resume = mem_alloc(sizeof(ProtoResumeItem) * (request->nresume + 1));
 	if (request->nresume > 0)
 		memcpy(step->resume, request->resume, sizeof(ProtoResumeItem) * request->nresume);
 	return step;
@@ -936,7 +902,7 @@ broker_http_comet(void *ctx, HttpRequest *req, const char *url_sid,
 				  const char *body, size_t len)
 {
 	Broker	   *broker = ctx;
-	ProtoRequest *request = broker_alloc(sizeof(ProtoRequest));
+	ProtoRequest *request = mem_alloc(sizeof(ProtoRequest));
 	char		message[256];
 	Session    *session;
 
@@ -1074,7 +1040,7 @@ broker_session_work(void *ctx, Session *session, HttpRequest *req, const ProtoRe
 	Broker	   *broker = ctx;
 	Step	   *step = step_new(broker, req, request, false);
 
-	step->subject = broker_strdup(session_subject(session));
+	step->subject = mem_strdup(session_subject(session));
 	step_subscriptions(step);
 }
 
@@ -1173,7 +1139,7 @@ broker_channel_deliver(void *ctx, void *subscriber, Packet *packet)
 static Delivery *
 broker_enqueue(Broker *broker, const char *channel, bool ready)
 {
-	Delivery   *delivery = broker_alloc(sizeof(Delivery));
+	Delivery   *delivery = mem_alloc(sizeof(Delivery));
 
 	snprintf(delivery->channel, sizeof(delivery->channel), "%s", channel);
 	delivery->ready = ready;
@@ -1188,13 +1154,7 @@ broker_enqueue(Broker *broker, const char *channel, bool ready)
 static void
 delivery_add(Delivery *delivery, Packet *packet)
 {
-	Packet	  **grown = realloc(delivery->packets, sizeof(Packet *) * (delivery->npackets + 1));
-
-	if (grown == NULL)
-	{
-		fprintf(stderr, "comet-bridge: out of memory\n");
-		abort();
-	}
+	Packet	  **grown = mem_realloc(delivery->packets, sizeof(Packet *) * (delivery->npackets + 1));
 	delivery->packets = grown;
 	delivery->packets[delivery->npackets++] = packet;
 }
@@ -1295,7 +1255,7 @@ broker_replay_send(ReplayCall *call)
 static void
 broker_replay(Broker *broker, const char *channel, int64_t after, int64_t count)
 {
-	ReplayCall *call = broker_alloc(sizeof(ReplayCall));
+	ReplayCall *call = mem_alloc(sizeof(ReplayCall));
 
 	call->broker = broker;
 	call->delivery = broker_enqueue(broker, channel, false);
@@ -1388,7 +1348,7 @@ broker_pg_disconnected(void *ctx, const char *why)
 Broker *
 broker_create(Loop *loop, const BrokerOptions *options, char *err, size_t errlen)
 {
-	Broker	   *broker = broker_alloc(sizeof(Broker));
+	Broker	   *broker = mem_alloc(sizeof(Broker));
 	ChannelHooks channel_hooks = {broker_channel_first, broker_channel_last,
 	broker_channel_deliver, broker};
 	SessionHooks session_hooks = {broker_session_answer, broker_session_hold,

@@ -151,11 +151,10 @@ buf_append_int64(Buf *buf, int64_t value)
  * The length of the well-formed UTF-8 sequence at s (1 to 4 bytes), or 0
  * when there is none; then *invalid_len is the length of the maximal
  * ill-formed subpart, which counts as one U+FFFD (as the WHATWG decoder
- * does).  Same rules as protocol.c's utf8_sequence_length: no overlongs,
- * no surrogates, nothing above U+10FFFF.
+ * does).  No overlongs, no surrogates, nothing above U+10FFFF.
  */
-static size_t
-utf8_sequence_length(const unsigned char *s, size_t avail, size_t *invalid_len)
+size_t
+buf_utf8_sequence_length(const unsigned char *s, size_t avail, size_t *invalid_len)
 {
 	unsigned char lead = s[0];
 	unsigned char second_min = 0x80;
@@ -260,7 +259,7 @@ buf_append_json_string(Buf *buf, const char *str, size_t len)
 		}
 		else
 		{
-			sequence_len = utf8_sequence_length(s + pos, len - pos, &invalid_len);
+			sequence_len = buf_utf8_sequence_length(s + pos, len - pos, &invalid_len);
 			if (sequence_len == 0)
 			{
 				escape = "\xEF\xBF\xBD";	/* U+FFFD */

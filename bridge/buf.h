@@ -32,6 +32,14 @@ void		buf_printf(Buf *buf, const char *fmt,...) __attribute__((format(printf, 2,
 void		buf_append_int64(Buf *buf, int64_t value);
 /* Append str as a JSON string, quotes included (str must be valid UTF-8). */
 void		buf_append_json_string(Buf *buf, const char *str, size_t len);
+/*
+ * The length of the well-formed UTF-8 sequence at s (1 to 4 bytes, at most
+ * avail), or 0 when there is none; then *invalid_len says how many bytes
+ * the ill-formed part spans.  No overlongs, surrogates or code points
+ * above U+10FFFF.
+ */
+size_t		buf_utf8_sequence_length(const unsigned char *s, size_t avail,
+									 size_t *invalid_len);
 void		buf_reset(Buf *buf);	/* empty, keeping the memory */
 void		buf_free(Buf *buf);		/* release the memory */
 /* Hand the memory over: returns data (never NULL) and leaves buf empty. */

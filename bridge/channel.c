@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "mem.h"
 
 struct Channel
 {
@@ -32,19 +33,6 @@ struct ChannelTable
 	size_t		nchannels;
 };
 
-static void *
-channel_alloc(size_t size)
-{
-	void	   *p = calloc(1, size);
-
-	if (p == NULL)
-	{
-		fprintf(stderr, "comet-bridge: out of memory\n");
-		abort();
-	}
-	return p;
-}
-
 /* FNV-1a: short names, good spread, no seed needed for a private table. */
 static uint64_t
 channel_hash(const char *name)
@@ -62,11 +50,11 @@ channel_hash(const char *name)
 ChannelTable *
 channel_table_create(const ChannelHooks *hooks)
 {
-	ChannelTable *table = channel_alloc(sizeof(ChannelTable));
+	ChannelTable *table = mem_alloc(sizeof(ChannelTable));
 
 	table->hooks = *hooks;
 	table->nbuckets = 64;
-	table->buckets = channel_alloc(sizeof(Channel *) * table->nbuckets);
+	table->buckets = mem_alloc(sizeof(Channel *) * table->nbuckets);
 	return table;
 }
 
@@ -94,7 +82,7 @@ static void
 channel_table_grow(ChannelTable *table)
 {
 	size_t		nbuckets = table->nbuckets * 2;
-	Channel   **buckets = channel_alloc(sizeof(Channel *) * nbuckets);
+	Channel   **buckets = mem_alloc(sizeof(Channel *) * nbuckets);
 	size_t		i;
 
 	for (i = 0; i < table->nbuckets; i++)
@@ -129,7 +117,7 @@ channel_subscribe(ChannelTable *table, const char *name, void *subscriber)
 
 		if (table->nchannels + 1 > table->nbuckets)
 			channel_table_grow(table);
-		channel = channel_alloc(sizeof(Channel));
+		channel = mem_alloc(sizeof(Channel));
 		snprintf(channel->name, sizeof(channel->name), "%s", name);
 		channel->hash = hash;
 		channel->last_seq = -1;
@@ -143,18 +131,12 @@ channel_subscribe(ChannelTable *table, const char *name, void *subscriber)
 	if (channel->nsubscribers == channel->capacity)
 	{
 		size_t		capacity = channel->capacity ? channel->capacity * 2 : 4;
-		Subscription **grown = realloc(channel->subscribers,
+		Subscription **grown = mem_realloc(channel->subscribers,
 									   sizeof(Subscription *) * capacity);
-
-		if (grown == NULL)
-		{
-			fprintf(stderr, "comet-bridge: out of memory\n");
-			abort();
-		}
 		channel->subscribers = grown;
 		channel->capacity = capacity;
 	}
-	subscription = channel_alloc(sizeof(Subscription));
+	subscription = mem_alloc(sizeof(Subscription));
 	subscription->channel = channel;
 	subscription->index = channel->nsubscribers;
 	subscription->subscriber = subscriber;

@@ -3,6 +3,8 @@
  */
 #include "packet.h"
 
+#include "mem.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +12,8 @@
 static Packet *
 packet_from_buf(const char *channel, int64_t seq, Buf *text)
 {
-	Packet	   *packet = malloc(sizeof(Packet) + text->len + 1);
+	Packet	   *packet = mem_alloc(sizeof(Packet) + text->len + 1);
 
-	if (packet == NULL)
-	{
-		fprintf(stderr, "comet-bridge: out of memory\n");
-		abort();
-	}
 	packet->refs = 1;
 	packet->seq = seq;
 	snprintf(packet->channel, sizeof(packet->channel), "%s", channel);

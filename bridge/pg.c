@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include "mem.h"
 
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
@@ -95,29 +96,6 @@ static void conn_event(Loop *loop, int fd, uint32_t events, void *arg);
 static void pg_dispatch(Pg *pg);
 static void listener_next_command(PgConn *c);
 static bool pg_pool_usable(const Pg *pg);
-
-static void *
-pg_alloc(size_t size)
-{
-	void	   *p = calloc(1, size);
-
-	if (p == NULL)
-	{
-		fprintf(stderr, "comet-bridge: out of memory\n");
-		abort();
-	}
-	return p;
-}
-
-static char *
-pg_strdup(const char *s)
-{
-	size_t		len = strlen(s);
-	char	   *copy = pg_alloc(len + 1);
-
-	memcpy(copy, s, len);
-	return copy;
-}
 
 static void
 query_free(PgQuery *query)
@@ -313,7 +291,7 @@ pg_push_command(Pg *pg, bool listen, const char *channel)
 	if (pg->commands_len == pg->commands_capacity)
 	{
 		size_t		capacity = pg->commands_capacity * 2;
-		PgCommand  *grown = pg_alloc(sizeof(PgCommand) * capacity);
+		PgCommand  *grown = mem_alloc(sizeof(PgCommand) * capacity);
 		size_t		i;
 
 		for (i = 0; i < pg->commands_len; i++)
@@ -537,14 +515,14 @@ void
 pg_query(Pg *pg, const char *sql, int nparams, const char *const *params,
 		 PgResultHandler handler, void *arg)
 {
-	PgQuery    *query = pg_alloc(sizeof(PgQuery));
+	PgQuery    *query = mem_alloc(sizeof(PgQuery));
 	int			i;
 
-	query->sql = pg_strdup(sql);
+	query->sql = mem_strdup(sql);
 	query->nparams = nparams;
-	query->params = pg_alloc(sizeof(char *) * (nparams > 0 ? nparams : 1));
+	query->params = mem_alloc(sizeof(char *) * (nparams > 0 ? nparams : 1));
 	for (i = 0; i < nparams; i++)
-		query->params[i] = params[i] ? pg_strdup(params[i]) : NULL;
+		query->params[i] = params[i] ? mem_strdup(params[i]) : NULL;
 	query->handler = handler;
 	query->arg = arg;
 	if (pg->queue_tail)
@@ -588,14 +566,14 @@ pg_create(Loop *loop, const char *conninfo, int pool_size, const PgHooks *hooks,
 		snprintf(err, errlen, "the query pool must have 1 to 64 connections");
 		return NULL;
 	}
-	pg = pg_alloc(sizeof(Pg));
+	pg = mem_alloc(sizeof(Pg));
 	pg->loop = loop;
-	pg->conninfo = pg_strdup(conninfo ? conninfo : "");
+	pg->conninfo = mem_strdup(conninfo ? conninfo : "");
 	pg->hooks = *hooks;
 	pg->pool_size = pool_size;
-	pg->pool = pg_alloc(sizeof(PgConn) * pool_size);
+	pg->pool = mem_alloc(sizeof(PgConn) * pool_size);
 	pg->commands_capacity = 16;
-	pg->commands = pg_alloc(sizeof(PgCommand) * pg->commands_capacity);
+	pg->commands = mem_alloc(sizeof(PgCommand) * pg->commands_capacity);
 	loop_timer_init(&pg->fail_timer, pg_fail_waiting, pg);
 	conn_init(pg, &pg->listener, true);
 	conn_start(&pg->listener);
@@ -660,17 +638,11 @@ pg_listen(Pg *pg, const char *channel)
 	if (pg->nchannels == pg->channels_capacity)
 	{
 		size_t		capacity = pg->channels_capacity ? pg->channels_capacity * 2 : 16;
-		char	  **grown = realloc(pg->channels, sizeof(char *) * capacity);
-
-		if (grown == NULL)
-		{
-			fprintf(stderr, "comet-bridge: out of memory\n");
-			abort();
-		}
+		char	  **grown = mem_realloc(pg->channels, sizeof(char *) * capacity);
 		pg->channels = grown;
 		pg->channels_capacity = capacity;
 	}
-	pg->channels[pg->nchannels++] = pg_strdup(channel);
+	pg->channels[pg->nchannels++] = mem_strdup(channel);
 	/* while connecting, conn_connected will LISTEN on it with the rest */
 	if (pg->listener.state == PGCONN_IDLE || pg->listener.state == PGCONN_BUSY)
 	{

@@ -119,54 +119,13 @@ proto_copy_text(const char *text, size_t len)
 	return copy;
 }
 
-/*
- * The length of the well-formed UTF-8 sequence at s (1 to 4 bytes), or 0
- * when there is none: no overlongs, no surrogates, nothing above U+10FFFF.
- * (buf.c has the twin of this that also measures ill-formed sequences.)
- */
+/* The well-formed UTF-8 sequence at s: its length, or 0 (see buf.h). */
 static size_t
 utf8_sequence_length(const unsigned char *s, size_t avail)
 {
-	unsigned char lead = s[0];
-	unsigned char second_min = 0x80;
-	unsigned char second_max = 0xBF;
-	size_t		length;
-	size_t		i;
+	size_t		invalid_len;
 
-	if (lead < 0x80)
-		return 1;
-	if (lead >= 0xC2 && lead <= 0xDF)
-		length = 2;
-	else if (lead >= 0xE0 && lead <= 0xEF)
-	{
-		length = 3;
-		if (lead == 0xE0)
-			second_min = 0xA0;
-		else if (lead == 0xED)
-			second_max = 0x9F;
-	}
-	else if (lead >= 0xF0 && lead <= 0xF4)
-	{
-		length = 4;
-		if (lead == 0xF0)
-			second_min = 0x90;
-		else if (lead == 0xF4)
-			second_max = 0x8F;
-	}
-	else
-		return 0;
-
-	if (avail < length)
-		return 0;
-	for (i = 1; i < length; i++)
-	{
-		unsigned char min = i == 1 ? second_min : 0x80;
-		unsigned char max = i == 1 ? second_max : 0xBF;
-
-		if (s[i] < min || s[i] > max)
-			return 0;
-	}
-	return length;
+	return buf_utf8_sequence_length(s, avail, &invalid_len);
 }
 
 /* Whether text[0..len) is entirely well-formed UTF-8. */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "mem.h"
 
 #define SESSION_MAX_WINDOW 8
 
@@ -81,29 +82,6 @@ struct SessionTable
 
 static bool session_start_next(Session *session);
 
-static void *
-session_alloc(size_t size)
-{
-	void	   *p = calloc(1, size);
-
-	if (p == NULL)
-	{
-		fprintf(stderr, "comet-bridge: out of memory\n");
-		abort();
-	}
-	return p;
-}
-
-static char *
-session_strdup(const char *s)
-{
-	size_t		len = strlen(s);
-	char	   *copy = session_alloc(len + 1);
-
-	memcpy(copy, s, len);
-	return copy;
-}
-
 const char *
 session_end_name(SessionEnd why)
 {
@@ -142,7 +120,7 @@ SessionTable *
 session_table_create(Loop *loop, ChannelTable *channels,
 					 const SessionHooks *hooks, const SessionLimits *limits)
 {
-	SessionTable *table = session_alloc(sizeof(SessionTable));
+	SessionTable *table = mem_alloc(sizeof(SessionTable));
 
 	table->loop = loop;
 	table->channels = channels;
@@ -153,7 +131,7 @@ session_table_create(Loop *loop, ChannelTable *channels,
 	if (table->limits.window > SESSION_MAX_WINDOW)
 		table->limits.window = SESSION_MAX_WINDOW;
 	table->nbuckets = 1024;
-	table->buckets = session_alloc(sizeof(Session *) * table->nbuckets);
+	table->buckets = mem_alloc(sizeof(Session *) * table->nbuckets);
 	return table;
 }
 
@@ -193,7 +171,7 @@ static void
 session_table_grow(SessionTable *table)
 {
 	size_t		nbuckets = table->nbuckets * 2;
-	Session   **buckets = session_alloc(sizeof(Session *) * nbuckets);
+	Session   **buckets = mem_alloc(sizeof(Session *) * nbuckets);
 	size_t		i;
 
 	for (i = 0; i < table->nbuckets; i++)
@@ -246,11 +224,11 @@ session_create(SessionTable *table, const char *sid, const char *subject,
 	if (table->nsessions + 1 > table->nbuckets)
 		session_table_grow(table);
 
-	session = session_alloc(sizeof(Session));
+	session = mem_alloc(sizeof(Session));
 	session->table = table;
 	snprintf(session->sid, sizeof(session->sid), "%s", sid);
 	session->hash = sid_hash(session->sid);
-	session->subject = subject ? session_strdup(subject) : NULL;
+	session->subject = subject ? mem_strdup(subject) : NULL;
 	session->wait_s = (wait_s <= 0 || (uint64_t) wait_s > max_wait_s)
 		? (int) max_wait_s : wait_s;
 	if (session->wait_s < 1)
@@ -311,7 +289,7 @@ session_answer(Session *session, HttpRequest *req, uint64_t rid, int status,
 	slot->valid = true;
 	slot->rid = rid;
 	slot->status = status;
-	slot->body = session_alloc(len + 1);
+	slot->body = mem_alloc(len + 1);
 	memcpy(slot->body, body, len);
 	slot->len = len;
 	session->table->hooks.answer(session->table->hooks.ctx, req, status, body, len);
@@ -449,13 +427,7 @@ session_enqueue(Session *session, Packet *packet)
 	if (session->queue_len == session->queue_capacity)
 	{
 		size_t		capacity = session->queue_capacity ? session->queue_capacity * 2 : 4;
-		Packet	  **grown = realloc(session->queue, sizeof(Packet *) * capacity);
-
-		if (grown == NULL)
-		{
-			fprintf(stderr, "comet-bridge: out of memory\n");
-			abort();
-		}
+		Packet	  **grown = mem_realloc(session->queue, sizeof(Packet *) * capacity);
 		session->queue = grown;
 		session->queue_capacity = capacity;
 	}
@@ -728,14 +700,8 @@ session_subscribe(Session *session, const char *channel)
 	{
 		size_t		capacity = session->subscriptions_capacity
 			? session->subscriptions_capacity * 2 : 4;
-		Subscription **grown = realloc(session->subscriptions,
+		Subscription **grown = mem_realloc(session->subscriptions,
 									   sizeof(Subscription *) * capacity);
-
-		if (grown == NULL)
-		{
-			fprintf(stderr, "comet-bridge: out of memory\n");
-			abort();
-		}
 		session->subscriptions = grown;
 		session->subscriptions_capacity = capacity;
 	}
