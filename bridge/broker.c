@@ -31,6 +31,7 @@
 #include <sys/random.h>
 
 #include "channel.h"
+#include "log.h"
 #include "packet.h"
 #include "pg.h"
 #include "protocol.h"
@@ -147,6 +148,10 @@ broker_error(Broker *broker, HttpRequest *req, ProtoCondition condition,
 	Buf			body = BUF_INIT;
 
 	broker->stats.errors[condition]++;
+	if (condition == PROTO_INTERNAL_ERROR || condition == PROTO_SERVICE_UNAVAILABLE)
+		log_warn("answered %s: %s", proto_condition_name(condition), message);
+	else
+		log_debug("answered %s: %s", proto_condition_name(condition), message);
 	proto_encode_error(&body, condition, message);
 	http_answer(broker->http, req, proto_condition_status(condition), body.data, body.len);
 	buf_free(&body);
@@ -174,7 +179,7 @@ broker_sql_error(PGresult *result, bool authenticating, char *message, size_t le
 		return authenticating || strncmp(sqlstate, "28", 2) == 0
 			? PROTO_FORBIDDEN : PROTO_BAD_REQUEST;
 	}
-	fprintf(stderr, "comet-bridge: SQL error %s: %s", sqlstate ? sqlstate : "?",
+	log_error("SQL error %s: %s", sqlstate ? sqlstate : "?",
 			PQresultErrorMessage(result));
 	snprintf(message, len, "internal error");
 	return PROTO_INTERNAL_ERROR;
@@ -1051,7 +1056,7 @@ broker_presence_done(void *arg, PGresult *result)
 {
 	(void) arg;
 	if (result != NULL && PQresultStatus(result) != PGRES_TUPLES_OK)
-		fprintf(stderr, "comet-bridge: the session function failed: %s",
+		log_error("the session function failed: %s",
 				PQresultErrorMessage(result));
 }
 
@@ -1100,7 +1105,7 @@ broker_session_ended(void *ctx, Session *session, SessionEnd why)
 	Broker	   *broker = ctx;
 
 	if (why != SESSION_END_SHUTDOWN)
-		fprintf(stderr, "comet-bridge: session %s ended: %s\n", session_sid(session),
+		log_info("session %s ended: %s", session_sid(session),
 				session_end_name(why));
 	if (why == SESSION_END_OVERFLOW)
 		broker_bury(broker, session_sid(session), why);
@@ -1226,7 +1231,7 @@ broker_replay_done(void *arg, PGresult *result)
 						 packet_new(delivery->channel, strtoll(PQgetvalue(result, i, 0), NULL, 10),
 									PQgetvalue(result, i, 1), (size_t) PQgetlength(result, i, 1)));
 	else if (result != NULL)
-		fprintf(stderr, "comet-bridge: catching up channel \"%s\" failed: %s",
+		log_error("catching up channel \"%s\" failed: %s",
 				delivery->channel, PQresultErrorMessage(result));
 	free(call);
 	delivery->call = NULL;
@@ -1328,7 +1333,7 @@ broker_pg_connected(void *ctx)
 
 	if (broker->was_connected)
 	{
-		fprintf(stderr, "comet-bridge: database connection restored; catching up\n");
+		log_info("database connection restored; catching up");
 		channel_foreach(broker->channels, broker_catch_up_channel, broker);
 	}
 	broker->was_connected = true;
@@ -1339,7 +1344,7 @@ broker_pg_disconnected(void *ctx, const char *why)
 {
 	Broker	   *broker = ctx;
 
-	fprintf(stderr, "comet-bridge: lost the database connection: %s", why);
+	log_warn("lost the database connection: %s", why);
 	channel_clear_listening(broker->channels);
 }
 

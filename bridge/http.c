@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "protocol.h"
 
 /* Keep-alive connections idle longer than this are closed (not held ones). */
@@ -66,6 +67,14 @@ struct Http
 };
 
 static void http_drive(Http *http);
+
+/* libmicrohttpd's own messages (a client that sent garbage, ...): debug. */
+static void
+http_mhd_log(void *cls, const char *fmt, va_list args)
+{
+	(void) cls;
+	log_vline(LOG_DEBUG, fmt, args);
+}
 
 /* ---- responses -------------------------------------------------------- */
 
@@ -536,6 +545,7 @@ http_create(Loop *loop, const HttpOptions *options, const HttpHooks *hooks,
 									MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) HTTP_IDLE_TIMEOUT_S,
 									MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int) 1024,
 									MHD_OPTION_NOTIFY_COMPLETED, http_completed, http,
+									MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, http,
 									MHD_OPTION_END);
 	if (http->daemon == NULL)
 	{

@@ -23,6 +23,7 @@
 
 #include "broker.h"
 #include "http.h"
+#include "log.h"
 #include "loop.h"
 
 #define COMET_BRIDGE_VERSION "0.1.0"
@@ -309,8 +310,9 @@ parse_options(int argc, char **argv, Options *options)
 				options->node_id = optarg;
 				break;
 			case 'L':
-				ok = strcmp(optarg, "debug") == 0 || strcmp(optarg, "info") == 0 ||
-					strcmp(optarg, "warn") == 0 || strcmp(optarg, "error") == 0;
+				ok = log_parse_level(optarg) >= 0;
+				if (ok)
+					log_set_level((LogLevel) log_parse_level(optarg));
 				break;
 			case 'h':
 				usage(stdout);
@@ -362,7 +364,7 @@ on_stop_signal(Loop *loop, int signo, void *arg)
 	if (running->stopping)
 		return;
 	running->stopping = true;
-	fprintf(stderr, "comet-bridge: %s: shutting down\n", strsignal(signo));
+	log_info("%s: shutting down", strsignal(signo));
 	http_stop_accepting(running->http);
 	broker_shutdown(running->broker);
 	loop_timer_init(&running->drain_timer, drained, running);
@@ -457,7 +459,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "comet-bridge: cannot handle signals: %s\n", strerror(errno));
 		return 1;
 	}
-	fprintf(stderr, "comet-bridge: listening on %s%s%s:%d\n",
+	/* always written: it is how supervisors and tests know we are up */
+	fprintf(stderr, "comet-bridge: info: listening on %s%s%s:%d\n",
 			strchr(options.host, ':') ? "[" : "", options.host,
 			strchr(options.host, ':') ? "]" : "", http_port(running.http));
 

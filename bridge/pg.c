@@ -16,6 +16,8 @@
  */
 #include "pg.h"
 
+#include "log.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -233,6 +235,14 @@ conn_continue_connect(PgConn *c)
 	}
 }
 
+/* Server notices (and libpq's own): into the bridge's log. */
+static void
+pg_notice(void *arg, const char *message)
+{
+	(void) arg;
+	log_warn("database: %s", message);
+}
+
 static void
 conn_start(PgConn *c)
 {
@@ -246,6 +256,7 @@ conn_start(PgConn *c)
 		conn_fail(c, c->conn ? PQerrorMessage(c->conn) : "out of memory");
 		return;
 	}
+	PQsetNoticeProcessor(c->conn, pg_notice, NULL);
 	c->state = PGCONN_CONNECTING;
 	c->fd = -1;
 	conn_watch(c, EPOLLOUT);
@@ -375,7 +386,7 @@ conn_done(PgConn *c)
 		bool		ok = result != NULL && PQresultStatus(result) == PGRES_COMMAND_OK;
 
 		if (!ok)
-			fprintf(stderr, "comet-bridge: %s \"%s\" failed: %s",
+			log_error("%s \"%s\" failed: %s",
 					c->command.listen ? "LISTEN" : "UNLISTEN", c->command.channel,
 					result ? PQresultErrorMessage(result) : "no result\n");
 		if (result)
