@@ -87,6 +87,7 @@ struct Broker
 	BrokerStats stats;
 	Tombstone	tombstones[BROKER_TOMBSTONES];	/* a ring */
 	size_t		next_tombstone;
+	LoopTimer	waiter_timer;	/* re-checks waiters after channels went */
 };
 
 /* A setup or work request between its async steps. */
@@ -129,6 +130,15 @@ typedef struct Waiter
 static void step_positions(Step *step);
 static void step_send_next(Step *step);
 static void broker_flush(Broker *broker);
+static void broker_release_waiters(Broker *broker);
+
+static void
+broker_waiter_timer(Loop *loop, LoopTimer *timer, void *arg)
+{
+	(void) loop;
+	(void) timer;
+	broker_release_waiters(arg);
+}
 static Tombstone *broker_tombstone(Broker *broker, const char *sid);
 static void broker_presence(Broker *broker, Session *session, const char *event);
 
@@ -175,7 +185,9 @@ broker_sql_error(PGresult *result, bool authenticating, char *message, size_t le
 	sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
 	if (sqlstate != NULL && (strcmp(sqlstate, "P0001") == 0 || strncmp(sqlstate, "28", 2) == 0))
 	{
-		snprintf(message, len, "%s", PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY));
+		const char *primary = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY);
+
+		snprintf(message, len, "%s", primary ? primary : "refused");
 		return authenticating || strncmp(sqlstate, "28", 2) == 0
 			? PROTO_FORBIDDEN : PROTO_BAD_REQUEST;
 	}
@@ -591,7 +603,10 @@ step_positions_read(void *arg, PGresult *result)
 		step_sends(step);
 }
 
-/* True when every channel the step subscribed to is being listened on. */
+/*
+ * True when every channel the step subscribed to is being listened on, or
+ * is gone again (unsubscribed, or its session ended): nothing to wait for.
+ */
 static bool
 step_all_listening(const Step *step)
 {
@@ -599,6 +614,7 @@ step_all_listening(const Step *step)
 
 	for (k = 0; k < step->nsubscribe; k++)
 		if (step->allowed[k] &&
+			channel_subscribers(step->broker->channels, step->subscribe[k]) > 0 &&
 			!channel_is_listening(step->broker->channels, step->subscribe[k]))
 			return false;
 	return true;
@@ -1128,6 +1144,10 @@ broker_channel_last(void *ctx, const char *channel)
 	Broker	   *broker = ctx;
 
 	pg_unlisten(broker->pg, channel);
+	/* steps waiting for this channel's LISTEN need not wait any more;
+	 * from a timer, as the channel is still being removed */
+	if (broker->waiters != NULL)
+		loop_timer_start(broker->loop, &broker->waiter_timer, 0);
 }
 
 static void
@@ -1226,10 +1246,22 @@ broker_replay_done(void *arg, PGresult *result)
 		return;
 	}
 	if (result_ok(result))
+	{
+		int64_t		expected = call->after + 1;
+
 		for (i = 0; i < PQntuples(result); i++)
+		{
+			int64_t		seq = strtoll(PQgetvalue(result, i, 0), NULL, 10);
+
+			/* pruned while we could not read them: say so, never skip silently */
+			if (call->count == 0 && seq > expected && call->after >= 0)
+				delivery_add(delivery, packet_new_gap(delivery->channel, expected, seq - 1));
 			delivery_add(delivery,
-						 packet_new(delivery->channel, strtoll(PQgetvalue(result, i, 0), NULL, 10),
+						 packet_new(delivery->channel, seq,
 									PQgetvalue(result, i, 1), (size_t) PQgetlength(result, i, 1)));
+			expected = seq + 1;
+		}
+	}
 	else if (result != NULL)
 		log_error("catching up channel \"%s\" failed: %s",
 				delivery->channel, PQresultErrorMessage(result));
@@ -1288,8 +1320,12 @@ broker_pg_notify(void *ctx, const char *channel, const char *payload)
 		 */
 		broker_replay(broker, channel, last, notify.seq - last);
 	}
-	else if (notify.kind == PROTO_NOTIFY_REFERENCE)
+	else if (notify.kind == PROTO_NOTIFY_REFERENCE ||
+			 (notify.kind == PROTO_NOTIFY_DURABLE && last < 0))
+	{
+		/* no data, or no starting point yet to judge the seq by: ask the table */
 		broker_replay(broker, channel, notify.seq - 1, 1);
+	}
 	else
 		delivery_add(broker_enqueue(broker, channel, true),
 					 packet_new(channel, notify.seq, notify.data_json, notify.data_len));
@@ -1297,13 +1333,12 @@ broker_pg_notify(void *ctx, const char *channel, const char *payload)
 	broker_flush(broker);
 }
 
+/* Let every step whose channels are all listening (or gone) go on. */
 static void
-broker_pg_listening(void *ctx, const char *channel)
+broker_release_waiters(Broker *broker)
 {
-	Broker	   *broker = ctx;
 	Waiter	  **link = &broker->waiters;
 
-	channel_set_listening(broker->channels, channel, true);
 	while (*link != NULL)
 	{
 		Waiter	   *waiter = *link;
@@ -1313,10 +1348,20 @@ broker_pg_listening(void *ctx, const char *channel)
 			*link = waiter->next;
 			step_positions(waiter->step);
 			free(waiter);
+			link = &broker->waiters;	/* the list may have changed */
 		}
 		else
 			link = &waiter->next;
 	}
+}
+
+static void
+broker_pg_listening(void *ctx, const char *channel)
+{
+	Broker	   *broker = ctx;
+
+	channel_set_listening(broker->channels, channel, true);
+	broker_release_waiters(broker);
 }
 
 static void
@@ -1363,6 +1408,7 @@ broker_create(Loop *loop, const BrokerOptions *options, char *err, size_t errlen
 
 	broker->loop = loop;
 	broker->options = *options;
+	loop_timer_init(&broker->waiter_timer, broker_waiter_timer, broker);
 	if (options->node_id)
 		snprintf(broker->node_id, sizeof(broker->node_id), "%s", options->node_id);
 	snprintf(broker->sql_auth, sizeof(broker->sql_auth), "SELECT %s($1::jsonb)",
@@ -1410,6 +1456,7 @@ broker_destroy(Broker *broker)
 	if (broker == NULL)
 		return;
 	broker->shutting_down = true;
+	loop_timer_stop(broker->loop, &broker->waiter_timer);
 	if (broker->sessions)
 		session_table_destroy(broker->sessions, SESSION_END_SHUTDOWN);
 	broker->sessions = NULL;

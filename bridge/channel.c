@@ -239,7 +239,8 @@ channel_set_last_seq(ChannelTable *table, const char *name, int64_t seq)
 {
 	Channel    *channel = channel_find(table, name, channel_hash(name));
 
-	if (channel != NULL && seq > channel->last_seq)
+	/* only a channel nothing was published on yet takes a starting point */
+	if (channel != NULL && channel->last_seq < 0)
 		channel->last_seq = seq;
 }
 

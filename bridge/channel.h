@@ -58,7 +58,10 @@ size_t		channel_publish(ChannelTable *table, Packet *packet);
 
 /* The last durable seq published on a channel; -1 if unknown or none. */
 int64_t		channel_last_seq(ChannelTable *table, const char *name);
-/* Set it (from comet.last_seq when the LISTEN took effect). */
+/*
+ * Give a channel its starting point (comet.last_seq once the LISTEN took
+ * effect) if it has none yet; a channel already delivering keeps its own.
+ */
 void		channel_set_last_seq(ChannelTable *table, const char *name, int64_t seq);
 
 /* Whether the LISTEN for a channel has taken effect (false if unknown). */

@@ -441,7 +441,8 @@ http_idle(Loop *loop, void *arg)
 	Http	   *http = arg;
 
 	(void) loop;
-	if (http->resumed)
+	/* answering inside MHD_run can resume more: run until none is left */
+	while (http->resumed)
 		http_drive(http);
 }
 
@@ -572,6 +573,54 @@ http_create(Loop *loop, const HttpOptions *options, const HttpHooks *hooks,
 	loop_on_idle(loop, http_idle, http);
 	http_drive(http);
 	return http;
+}
+
+/* The hooks once the owner is gone: everything is refused. */
+static void
+http_refuse_comet(void *ctx, HttpRequest *req, const char *url_sid,
+				  const char *body, size_t len)
+{
+	Buf			answer = BUF_INIT;
+
+	(void) url_sid;
+	(void) body;
+	(void) len;
+	proto_encode_error(&answer, PROTO_SYSTEM_SHUTDOWN, "the bridge is shutting down");
+	http_answer(ctx, req, proto_condition_status(PROTO_SYSTEM_SHUTDOWN),
+				answer.data, answer.len);
+	buf_free(&answer);
+}
+
+static void
+http_refuse_gone(void *ctx, HttpRequest *req, void *owner)
+{
+	(void) ctx;
+	(void) req;
+	(void) owner;
+}
+
+static int
+http_refuse_healthz(void *ctx, Buf *body)
+{
+	(void) ctx;
+	buf_append_str(body, "{\"status\":\"shutting down\"}");
+	return 503;
+}
+
+static void
+http_refuse_metrics(void *ctx, Buf *body)
+{
+	(void) ctx;
+	buf_append_str(body, "");
+}
+
+void
+http_refuse_all(Http *http)
+{
+	HttpHooks	hooks = {http_refuse_comet, http_refuse_gone, http_refuse_healthz,
+	http_refuse_metrics, http};
+
+	http->hooks = hooks;
 }
 
 void

@@ -53,6 +53,11 @@ typedef struct HttpOptions
 /* Listen and serve, or NULL with a reason in err. */
 Http	   *http_create(Loop *loop, const HttpOptions *options,
 						const HttpHooks *hooks, char *err, size_t errlen);
+/*
+ * From now on answer everything with system-shutdown without calling the
+ * hooks (their owner is about to be freed).
+ */
+void		http_refuse_all(Http *http);
 /* Stop accepting new connections (SIGTERM). */
 void		http_stop_accepting(Http *http);
 /* Close everything; every suspended request must have been answered. */

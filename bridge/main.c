@@ -465,6 +465,8 @@ main(int argc, char **argv)
 			strchr(options.host, ':') ? "]" : "", http_port(running.http));
 
 	status = loop_run(running.loop) == 0 ? 0 : 1;
+	/* requests read while the broker goes are refused, not handed to it */
+	http_refuse_all(running.http);
 	broker_destroy(running.broker);
 	http_destroy(running.http);
 	loop_destroy(running.loop);

@@ -91,12 +91,14 @@ struct Pg
 	size_t		commands_capacity;
 	unsigned long reconnects;
 	bool		listener_ready;
+	bool		destroying;		/* pg_destroy is running: run nothing more */
 };
 
 static void conn_start(PgConn *c);
 static void conn_event(Loop *loop, int fd, uint32_t events, void *arg);
 static void pg_dispatch(Pg *pg);
 static void listener_next_command(PgConn *c);
+static void pg_push_command(Pg *pg, bool listen, bool marker, const char *channel);
 static bool pg_pool_usable(const Pg *pg);
 
 static void
@@ -167,7 +169,8 @@ conn_fail(PgConn *c, const char *reason)
 	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : PG_BACKOFF_MIN_MS;
 	if (c->backoff_ms > PG_BACKOFF_MAX_MS)
 		c->backoff_ms = PG_BACKOFF_MAX_MS;
-	loop_timer_start(pg->loop, &c->retry_timer, c->backoff_ms);
+	if (!pg->destroying)
+		loop_timer_start(pg->loop, &c->retry_timer, c->backoff_ms);
 	pg->reconnects++;
 
 	if (c->is_listener)
@@ -198,17 +201,8 @@ conn_connected(PgConn *c)
 		pg->commands_len = 0;
 		pg->commands_head = 0;
 		for (i = 0; i < pg->nchannels; i++)
-		{
-			PgCommand	command = {true, false, ""};
-
-			snprintf(command.channel, sizeof(command.channel), "%s", pg->channels[i]);
-			pg->commands[(pg->commands_head + pg->commands_len++) % pg->commands_capacity] = command;
-		}
-		{
-			PgCommand	marker = {false, true, ""};
-
-			pg->commands[(pg->commands_head + pg->commands_len++) % pg->commands_capacity] = marker;
-		}
+			pg_push_command(pg, true, false, pg->channels[i]);
+		pg_push_command(pg, false, true, "");
 		listener_next_command(c);
 	}
 	else
@@ -246,8 +240,10 @@ pg_notice(void *arg, const char *message)
 static void
 conn_start(PgConn *c)
 {
-	const char *keywords[] = {"dbname", "application_name", NULL};
-	const char *values[] = {c->pg->conninfo, "comet-bridge", NULL};
+	/* TCP keepalives notice a database host that vanished without a word */
+	const char *keywords[] = {"dbname", "application_name", "keepalives",
+	"keepalives_idle", "keepalives_interval", "keepalives_count", NULL};
+	const char *values[] = {c->pg->conninfo, "comet-bridge", "1", "10", "5", "3", NULL};
 
 	c->conn = PQconnectStartParams(keywords, values, 1);
 	if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD ||
@@ -295,9 +291,9 @@ pg_wants_channel(const Pg *pg, const char *channel, size_t *index)
 }
 
 static void
-pg_push_command(Pg *pg, bool listen, const char *channel)
+pg_push_command(Pg *pg, bool listen, bool marker, const char *channel)
 {
-	PgCommand	command = {listen, false, ""};
+	PgCommand	command = {listen, marker, ""};
 
 	if (pg->commands_len == pg->commands_capacity)
 	{
@@ -526,9 +522,15 @@ void
 pg_query(Pg *pg, const char *sql, int nparams, const char *const *params,
 		 PgResultHandler handler, void *arg)
 {
-	PgQuery    *query = mem_alloc(sizeof(PgQuery));
+	PgQuery    *query;
 	int			i;
 
+	if (pg->destroying)
+	{
+		handler(arg, NULL);		/* a handler chaining another query */
+		return;
+	}
+	query = mem_alloc(sizeof(PgQuery));
 	query->sql = mem_strdup(sql);
 	query->nparams = nparams;
 	query->params = mem_alloc(sizeof(char *) * (nparams > 0 ? nparams : 1));
@@ -621,6 +623,7 @@ pg_destroy(Pg *pg)
 
 	if (pg == NULL)
 		return;
+	pg->destroying = true;
 	loop_timer_stop(pg->loop, &pg->fail_timer);
 	conn_close(&pg->listener);
 	for (i = 0; i < pg->pool_size; i++)
@@ -657,7 +660,7 @@ pg_listen(Pg *pg, const char *channel)
 	/* while connecting, conn_connected will LISTEN on it with the rest */
 	if (pg->listener.state == PGCONN_IDLE || pg->listener.state == PGCONN_BUSY)
 	{
-		pg_push_command(pg, true, channel);
+		pg_push_command(pg, true, false, channel);
 		listener_next_command(&pg->listener);
 	}
 }
@@ -673,7 +676,7 @@ pg_unlisten(Pg *pg, const char *channel)
 	pg->channels[i] = pg->channels[--pg->nchannels];
 	if (pg->listener.state == PGCONN_IDLE || pg->listener.state == PGCONN_BUSY)
 	{
-		pg_push_command(pg, false, channel);
+		pg_push_command(pg, false, false, channel);
 		listener_next_command(&pg->listener);
 	}
 }

@@ -56,6 +56,7 @@ struct Session
 	size_t		queue_capacity;
 
 	uint64_t	next_rid;		/* the next rid to start */
+	bool		starting;		/* session_start_next is running */
 	bool		busy;			/* a work request is with the host */
 	uint64_t	busy_rid;
 	ParkedRequest parked[SESSION_MAX_WINDOW];
@@ -284,7 +285,21 @@ session_answer(Session *session, HttpRequest *req, uint64_t rid, int status,
 			   const char *body, size_t len)
 {
 	CachedAnswer *slot = &session->cache[rid % SESSION_MAX_WINDOW];
+	uint64_t	window = session->table->limits.window;
+	size_t		i;
 
+	/* only the last `window` rids can be asked again: forget older ones */
+	for (i = 0; i < SESSION_MAX_WINDOW; i++)
+	{
+		CachedAnswer *old = &session->cache[i];
+
+		if (old->valid && old->rid + window < session->next_rid && old != slot)
+		{
+			free(old->body);
+			old->body = NULL;
+			old->valid = false;
+		}
+	}
 	free(slot->body);
 	slot->valid = true;
 	slot->rid = rid;
@@ -568,6 +583,15 @@ session_start(Session *session, HttpRequest *req, ProtoRequest *request)
 static bool
 session_start_next(Session *session)
 {
+	/*
+	 * The host may answer work at once, from inside hooks.work: then this
+	 * loop is already running further up the stack and picks up the next
+	 * request itself (so a terminate it starts cannot free the session
+	 * under an outer loop).
+	 */
+	if (session->starting)
+		return true;
+	session->starting = true;
 	while (!session->busy && session->parked[0].req != NULL)
 	{
 		ParkedRequest next = session->parked[0];
@@ -576,8 +600,9 @@ session_start_next(Session *session)
 				sizeof(ParkedRequest) * (SESSION_MAX_WINDOW - 1));
 		memset(&session->parked[SESSION_MAX_WINDOW - 1], 0, sizeof(ParkedRequest));
 		if (!session_start(session, next.req, next.request))
-			return false;
+			return false;		/* ended and freed */
 	}
+	session->starting = false;
 	return true;
 }
 
@@ -605,6 +630,11 @@ session_request(Session *session, HttpRequest *req, ProtoRequest *request)
 	uint64_t	rid = request->rid;
 	uint64_t	window = session->table->limits.window;
 	CachedAnswer *cached = &session->cache[rid % SESSION_MAX_WINDOW];
+
+	/* the client is active: a poll answered at once counts too */
+	if (session->held == NULL && !session->busy)
+		loop_timer_start(session->table->loop, &session->inactivity_timer,
+						 session->table->limits.inactivity_ms);
 
 	if (rid < session->next_rid)
 	{
