@@ -1016,13 +1016,16 @@ broker_http_metrics(void *ctx, Buf *body)
 			   "comet_database_reconnects_total %lu\n"
 			   "# HELP comet_database_up Whether the LISTEN connection is up.\n# TYPE comet_database_up gauge\n"
 			   "comet_database_up %d\n"
+			   "# HELP comet_packets_queued Packets waiting in sessions for a request.\n# TYPE comet_packets_queued gauge\n"
+			   "comet_packets_queued %zu\n"
 			   "# HELP comet_errors_total Error answers by condition.\n# TYPE comet_errors_total counter\n",
 			   broker->sessions ? session_count(broker->sessions) : 0,
 			   broker->stats.sessions_created,
 			   broker->http ? http_pending(broker->http) : 0,
 			   pg_listen_count(broker->pg), broker->stats.notifications,
 			   broker->stats.packets_delivered, pg_reconnects(broker->pg),
-			   pg_listen_connected(broker->pg) ? 1 : 0);
+			   pg_listen_connected(broker->pg) ? 1 : 0,
+			   broker->sessions ? session_table_queued(broker->sessions) : 0);
 	for (c = PROTO_BAD_REQUEST; c < PROTO_CONDITION_COUNT; c++)
 		buf_printf(body, "comet_errors_total{condition=\"%s\"} %lu\n",
 				   proto_condition_name((ProtoCondition) c), broker->stats.errors[c]);

@@ -79,6 +79,7 @@ struct SessionTable
 	Session   **buckets;
 	size_t		nbuckets;		/* a power of two */
 	size_t		nsessions;
+	size_t		queued;			/* packets queued in all sessions */
 };
 
 static bool session_start_next(Session *session);
@@ -154,6 +155,12 @@ size_t
 session_count(const SessionTable *table)
 {
 	return table->nsessions;
+}
+
+size_t
+session_table_queued(const SessionTable *table)
+{
+	return table->queued;
 }
 
 Session *
@@ -351,6 +358,7 @@ session_take_packets_after(Session *session, Buf *out, Packet *const *first,
 		packet_unref(session->queue[i]);
 	}
 	buf_append_char(out, ']');
+	session->table->queued -= session->queue_len;
 	session->queue_len = 0;
 	if (session->state == SESSION_HAVE_PACKET)
 		session->state = SESSION_WAITING;
@@ -447,6 +455,7 @@ session_enqueue(Session *session, Packet *packet)
 		session->queue_capacity = capacity;
 	}
 	session->queue[session->queue_len++] = packet_ref(packet);
+	session->table->queued++;
 }
 
 static void
@@ -829,6 +838,7 @@ session_end(Session *session, SessionEnd why)
 	free(session->subscriptions);
 	for (i = 0; i < session->queue_len; i++)
 		packet_unref(session->queue[i]);
+	table->queued -= session->queue_len;
 	free(session->queue);
 	for (i = 0; i < SESSION_MAX_WINDOW; i++)
 		free(session->cache[i].body);

@@ -87,6 +87,8 @@ SessionTable *session_table_create(Loop *loop, ChannelTable *channels,
 /* Ends every session with why, then frees the table. */
 void		session_table_destroy(SessionTable *table, SessionEnd why);
 size_t		session_count(const SessionTable *table);
+/* Packets queued in all sessions together (for /metrics). */
+size_t		session_table_queued(const SessionTable *table);
 Session    *session_find(SessionTable *table, const char *sid);
 
 /*
