@@ -38,6 +38,8 @@
 #include "mem.h"
 
 #define BROKER_SQL_MAX 600
+/* A resume answer carries at most max(--max-pending, this) packets a channel. */
+#define BROKER_RESUME_MIN 1000
 /* Ended sessions remembered, so that their client learns why (overflow). */
 #define BROKER_TOMBSTONES 1024
 
@@ -538,9 +540,25 @@ step_resume(Step *step)
 	for (r = 0; r < step->nresume; r++)
 	{
 		int64_t		upto = step_position(step, step->resume[r].channel);
+		int64_t		most = (int64_t) step->broker->options.limits.max_pending;
+
+		if (most < BROKER_RESUME_MIN)
+			most = BROKER_RESUME_MIN;
 
 		if (upto < 0 || step->resume[r].seq >= upto)
 			continue;
+		if (upto - step->resume[r].seq > most)
+		{
+			/*
+			 * More to catch up than one answer should carry: the newest
+			 * packets, and an explicit gap before them.
+			 */
+			int64_t		cut = upto - most;
+
+			step_add_extra(step, packet_new_gap(step->resume[r].channel,
+												step->resume[r].seq + 1, cut));
+			step->resume[r].seq = cut;
+		}
 		if (n++ > 0)
 			buf_append_char(&spec, ',');
 		buf_append_json_string(&spec, step->resume[r].channel, strlen(step->resume[r].channel));
