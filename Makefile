@@ -59,6 +59,7 @@ stop:
 
 bench:
 	bench/send/run.sh
+	bench/bridge/run.sh
 
 # The template parser, built and tested outside the server.
 pl/test/template_test: pl/test/template_test.c pl/template.c pl/template.h
