@@ -30,7 +30,7 @@
 /* Keep-alive connections idle longer than this are closed (not held ones). */
 #define HTTP_IDLE_TIMEOUT_S 120
 /* Per-connection memory for headers and read buffers. */
-#define HTTP_CONNECTION_MEMORY (32 * 1024)
+#define HTTP_CONNECTION_MEMORY (16 * 1024)
 
 struct HttpRequest
 {
