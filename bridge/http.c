@@ -343,6 +343,18 @@ http_access(void *cls, struct MHD_Connection *connection, const char *url,
 		*con_cls = req;
 		if (!req->is_comet)
 			return http_route(http, req, url, method);
+		{
+			/* refuse an announced oversize body before reading any of it */
+			const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+															 MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+			if (length != NULL && strtoull(length, NULL, 10) > http->max_body)
+			{
+				req->dispatched = true;
+				return http_queue_error(req, PROTO_REQUEST_TOO_LARGE,
+										"the body is larger than the bridge accepts");
+			}
+		}
 		return MHD_YES;			/* the body comes next */
 	}
 	if (req->gone)

@@ -824,8 +824,8 @@ session_end(Session *session, SessionEnd why)
 	{
 		if (session->parked[i].req == NULL)
 			continue;
-		session_answer_error(session, session->parked[i].req, PROTO_ITEM_NOT_FOUND,
-							 "the session has ended");
+		session_answer_error(session, session->parked[i].req, condition,
+							 session_end_name(why));
 		proto_request_free(session->parked[i].request);
 		free(session->parked[i].request);
 	}
