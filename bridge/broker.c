@@ -487,7 +487,6 @@ step_resumed(void *arg, PGresult *result)
 {
 	Step	   *step = arg;
 	int			r;
-	int			row = 0;
 
 	if (!result_ok(result))
 	{
@@ -519,12 +518,10 @@ step_resumed(void *arg, PGresult *result)
 			step_add_extra(step, packet_new(channel, seq, PQgetvalue(result, i, 2),
 											(size_t) PQgetlength(result, i, 2)));
 			expected = seq + 1;
-			row++;
 		}
 		if (expected <= upto)
 			step_add_extra(step, packet_new_gap(channel, expected, upto));
 	}
-	(void) row;
 	step_sends(step);
 }
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "hash.h"
 #include "mem.h"
 
 struct Channel
@@ -32,20 +33,6 @@ struct ChannelTable
 	size_t		nbuckets;		/* a power of two */
 	size_t		nchannels;
 };
-
-/* FNV-1a: short names, good spread, no seed needed for a private table. */
-static uint64_t
-channel_hash(const char *name)
-{
-	uint64_t	h = UINT64_C(14695981039346656037);
-
-	for (; *name; name++)
-	{
-		h ^= (unsigned char) *name;
-		h *= UINT64_C(1099511628211);
-	}
-	return h;
-}
 
 ChannelTable *
 channel_table_create(const ChannelHooks *hooks)
@@ -107,7 +94,7 @@ channel_table_grow(ChannelTable *table)
 Subscription *
 channel_subscribe(ChannelTable *table, const char *name, void *subscriber)
 {
-	uint64_t	hash = channel_hash(name);
+	uint64_t	hash = hash_name(name);
 	Channel    *channel = channel_find(table, name, hash);
 	Subscription *subscription;
 
@@ -189,7 +176,7 @@ size_t
 channel_publish(ChannelTable *table, Packet *packet)
 {
 	Channel    *channel = channel_find(table, packet->channel,
-									   channel_hash(packet->channel));
+									   hash_name(packet->channel));
 	size_t		delivered = 0;
 	size_t		i;
 
@@ -229,7 +216,7 @@ channel_publish(ChannelTable *table, Packet *packet)
 int64_t
 channel_last_seq(ChannelTable *table, const char *name)
 {
-	Channel    *channel = channel_find(table, name, channel_hash(name));
+	Channel    *channel = channel_find(table, name, hash_name(name));
 
 	return channel ? channel->last_seq : -1;
 }
@@ -237,7 +224,7 @@ channel_last_seq(ChannelTable *table, const char *name)
 void
 channel_set_last_seq(ChannelTable *table, const char *name, int64_t seq)
 {
-	Channel    *channel = channel_find(table, name, channel_hash(name));
+	Channel    *channel = channel_find(table, name, hash_name(name));
 
 	/* only a channel nothing was published on yet takes a starting point */
 	if (channel != NULL && channel->last_seq < 0)
@@ -247,7 +234,7 @@ channel_set_last_seq(ChannelTable *table, const char *name, int64_t seq)
 bool
 channel_is_listening(ChannelTable *table, const char *name)
 {
-	Channel    *channel = channel_find(table, name, channel_hash(name));
+	Channel    *channel = channel_find(table, name, hash_name(name));
 
 	return channel != NULL && channel->listening;
 }
@@ -255,7 +242,7 @@ channel_is_listening(ChannelTable *table, const char *name)
 void
 channel_set_listening(ChannelTable *table, const char *name, bool listening)
 {
-	Channel    *channel = channel_find(table, name, channel_hash(name));
+	Channel    *channel = channel_find(table, name, hash_name(name));
 
 	if (channel != NULL)
 		channel->listening = listening;
@@ -284,7 +271,7 @@ channel_count(const ChannelTable *table)
 size_t
 channel_subscribers(ChannelTable *table, const char *name)
 {
-	Channel    *channel = channel_find(table, name, channel_hash(name));
+	Channel    *channel = channel_find(table, name, hash_name(name));
 
 	return channel ? channel->nsubscribers : 0;
 }

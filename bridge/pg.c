@@ -549,12 +549,6 @@ pg_query(Pg *pg, const char *sql, int nparams, const char *const *params,
 		loop_timer_start(pg->loop, &pg->fail_timer, 0);
 }
 
-size_t
-pg_queries_waiting(const Pg *pg)
-{
-	return pg->queue_len;
-}
-
 /* ---- the whole ---------------------------------------------------------- */
 
 static void

@@ -67,6 +67,5 @@ unsigned long pg_reconnects(const Pg *pg);
  */
 void		pg_query(Pg *pg, const char *sql, int nparams,
 					 const char *const *params, PgResultHandler handler, void *arg);
-size_t		pg_queries_waiting(const Pg *pg);
 
 #endif							/* COMET_PG_H */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "hash.h"
 #include "mem.h"
 
 #define SESSION_MAX_WINDOW 8
@@ -105,19 +106,6 @@ session_end_name(SessionEnd why)
 
 /* ---- the session table ------------------------------------------------ */
 
-static uint64_t
-sid_hash(const char *sid)
-{
-	uint64_t	h = UINT64_C(14695981039346656037);
-
-	for (; *sid; sid++)
-	{
-		h ^= (unsigned char) *sid;
-		h *= UINT64_C(1099511628211);
-	}
-	return h;
-}
-
 SessionTable *
 session_table_create(Loop *loop, ChannelTable *channels,
 					 const SessionHooks *hooks, const SessionLimits *limits)
@@ -166,7 +154,7 @@ session_table_queued(const SessionTable *table)
 Session *
 session_find(SessionTable *table, const char *sid)
 {
-	uint64_t	hash = sid_hash(sid);
+	uint64_t	hash = hash_name(sid);
 	Session    *session = table->buckets[hash & (table->nbuckets - 1)];
 
 	for (; session != NULL; session = session->hash_next)
@@ -235,7 +223,7 @@ session_create(SessionTable *table, const char *sid, const char *subject,
 	session = mem_alloc(sizeof(Session));
 	session->table = table;
 	snprintf(session->sid, sizeof(session->sid), "%s", sid);
-	session->hash = sid_hash(session->sid);
+	session->hash = hash_name(session->sid);
 	session->subject = subject ? mem_strdup(subject) : NULL;
 	session->wait_s = (wait_s <= 0 || (uint64_t) wait_s > max_wait_s)
 		? (int) max_wait_s : wait_s;
@@ -500,12 +488,6 @@ session_packet(Session *session, Packet *packet)
 	}
 }
 
-void
-session_queue_packet(Session *session, Packet *packet)
-{
-	session_packet(session, packet);
-}
-
 static void
 session_wait_expires(Loop *loop, LoopTimer *timer, void *arg)
 {
@@ -759,12 +741,6 @@ session_unsubscribe(Session *session, const char *channel)
 	channel_unsubscribe(session->table->channels, *slot);
 	*slot = session->subscriptions[--session->nsubscriptions];
 	return true;
-}
-
-bool
-session_is_subscribed(const Session *session, const char *channel)
-{
-	return session_find_subscription(session, channel) != NULL;
 }
 
 void

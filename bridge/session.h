@@ -108,7 +108,6 @@ size_t		session_queue_length(const Session *session);
 /* Subscriptions (the host has authorized them). */
 bool		session_subscribe(Session *session, const char *channel);
 bool		session_unsubscribe(Session *session, const char *channel);
-bool		session_is_subscribed(const Session *session, const char *channel);
 /* Calls fn for each subscribed channel. */
 void		session_foreach_channel(const Session *session,
 									void (*fn) (void *arg, const char *channel),
@@ -146,8 +145,5 @@ void		session_take_packets_after(Session *session, Buf *out,
  */
 void		session_answer_work(Session *session, HttpRequest *req, uint64_t rid,
 								int status, const char *body, size_t len);
-
-/* Queue a packet for the setup answer (resume catch-up, gaps). */
-void		session_queue_packet(Session *session, Packet *packet);
 
 #endif							/* COMET_SESSION_H */
