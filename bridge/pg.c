@@ -609,6 +609,28 @@ conn_close(PgConn *c)
 	c->query = NULL;
 }
 
+/*
+ * Ask the server to cancel the query in flight on c.  A backend whose client
+ * has gone keeps running its query until it next talks to the client, so
+ * without this a slow query would outlive the bridge.  PQcancel blocks for a
+ * connect to the server; it is used only when the bridge shuts down.
+ */
+static void
+conn_cancel(PgConn *c)
+{
+	PGcancel   *cancel;
+	char		errbuf[256];
+
+	if (c->conn == NULL || c->state != PGCONN_BUSY)
+		return;
+	cancel = PQgetCancel(c->conn);
+	if (cancel == NULL)
+		return;
+	if (!PQcancel(cancel, errbuf, sizeof(errbuf)))
+		log_warn("could not cancel a query at shutdown: %s", errbuf);
+	PQfreeCancel(cancel);
+}
+
 void
 pg_destroy(Pg *pg)
 {
@@ -621,7 +643,10 @@ pg_destroy(Pg *pg)
 	loop_timer_stop(pg->loop, &pg->fail_timer);
 	conn_close(&pg->listener);
 	for (i = 0; i < pg->pool_size; i++)
+	{
+		conn_cancel(&pg->pool[i]);
 		conn_close(&pg->pool[i]);
+	}
 	while (pg->queue_head)
 	{
 		PgQuery    *query = pg->queue_head;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "unit.h"
 
@@ -95,6 +96,47 @@ on_ordered_result(void *arg, PGresult *result)
 	(void) result;
 	if (seen.norder < 128)
 		seen.order[seen.norder++] = (int) (intptr_t) arg;
+}
+
+static int	sleep_results;
+static int	sleep_null_results;
+
+static void
+on_sleep_result(void *arg, PGresult *result)
+{
+	(void) arg;
+	sleep_results++;
+	if (result == NULL)
+		sleep_null_results++;
+}
+
+/*
+ * The number of backends running pg_test's slow query, polled on a plain
+ * blocking connection of the test's own until it is `want` or timeout_ms
+ * passes.
+ */
+static int
+count_sleepers(const char *conninfo, int want, int timeout_ms)
+{
+	PGconn	   *conn = PQconnectdb(conninfo);
+	int			n = -1;
+	int			waited;
+
+	for (waited = 0; PQstatus(conn) == CONNECTION_OK && waited <= timeout_ms; waited += 20)
+	{
+		PGresult   *r = PQexec(conn,
+							   "SELECT count(*) FROM pg_stat_activity "
+							   "WHERE query = 'SELECT pg_sleep(10) -- pg_test' "
+							   "AND state = 'active' AND pid <> pg_backend_pid()");
+
+		n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : -1;
+		PQclear(r);
+		if (n == want)
+			break;
+		usleep(20 * 1000);
+	}
+	PQfinish(conn);
+	return n;
 }
 
 static void
@@ -191,9 +233,19 @@ main(void)
 			   strcmp(seen.payload, "hello") == 0,
 			   "a NOTIFY on it arrives with its channel and payload");
 
+	/*
+	 * UNLISTEN runs on the LISTEN connection, the NOTIFY on a pool
+	 * connection: wait until the UNLISTEN has run (the LISTEN queued behind
+	 * it on the same connection says so) before notifying.
+	 */
 	pg_unlisten(pg, odd);
-	pg_query(pg, "SELECT pg_notify($1, $2)", 2, params, on_result, NULL);
-	query0("SELECT pg_notify('test:one', 'sentinel')");
+	pg_listen(pg, "test:two");
+	UNIT_CHECK(run_until(&seen.listening, 3, 5000) &&
+			   strcmp(seen.last_listening, "test:two") == 0 && pg_listen_count(pg) == 2,
+			   "UNLISTEN and LISTEN run in the order they were asked for");
+	/* one transaction: its notifications arrive in the order they were made */
+	pg_query(pg, "SELECT pg_notify($1, $2), pg_notify('test:one', 'sentinel')",
+			 2, params, on_result, NULL);
 	UNIT_CHECK(run_until(&seen.notifies, 2, 5000) && strcmp(seen.payload, "sentinel") == 0 &&
 			   seen.notifies == 2,
 			   "after UNLISTEN nothing more arrives from that channel");
@@ -216,11 +268,13 @@ main(void)
 			   strcmp(seen.payload, "after the reconnect") == 0,
 			   "it listens on its channels again");
 
-	target = seen.results + 1;
-	pg_query(pg, "SELECT pg_sleep(10)", 0, NULL, on_result, NULL);
+	pg_query(pg, "SELECT pg_sleep(10) -- pg_test", 0, NULL, on_sleep_result, NULL);
+	UNIT_CHECK(count_sleepers(conninfo, 1, 5000) == 1, "a slow query is running");
 	pg_destroy(pg);
-	UNIT_CHECK(seen.results == target && seen.null_results >= 1,
+	UNIT_CHECK(sleep_results == 1 && sleep_null_results == 1,
 			   "pg_destroy answers queries still in flight with no result");
+	UNIT_CHECK(count_sleepers(conninfo, 0, 5000) == 0,
+			   "pg_destroy cancels the query: it does not outlive the bridge");
 	loop_destroy(loop);
 	return unit_done();
 }
