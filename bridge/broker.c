@@ -17,10 +17,12 @@
  * then unsubscribe, then send), new "positions" and any queued packets.
  * Async steps find their session again by sid: it may have ended meanwhile.
  *
- * Delivery: every NOTIFY becomes a Delivery in one FIFO.  Most are ready at
- * once; a wake-up without data ("comet/1 <seq>") and a catch-up after a
- * reconnect or a missed seq wait for comet.replay.  The FIFO is published
- * from its head only, so each channel's packets reach sessions in order.
+ * Delivery: a NOTIFY that carries its packet is published at once.  A
+ * wake-up without data ("comet/1 <seq>"), a catch-up after a reconnect and
+ * a range of missed seqs wait for comet.replay in their channel's delivery
+ * queue (delivery.h), and that channel's later packets wait behind them:
+ * each channel's packets reach sessions in order, and a channel waiting for
+ * the database holds up no other channel.
  */
 #include "broker.h"
 
@@ -31,6 +33,7 @@
 #include <sys/random.h>
 
 #include "channel.h"
+#include "delivery.h"
 #include "log.h"
 #include "packet.h"
 #include "pg.h"
@@ -49,16 +52,6 @@ typedef struct Tombstone
 	SessionEnd	why;
 	uint64_t	until_ms;
 } Tombstone;
-
-typedef struct Delivery
-{
-	struct Delivery *next;
-	bool		ready;
-	char		channel[PROTO_CHANNEL_MAX + 1];
-	Packet	  **packets;
-	size_t		npackets;
-	struct ReplayCall *call;	/* the replay it waits for, if any */
-} Delivery;
 
 typedef struct BrokerStats
 {
@@ -81,8 +74,7 @@ struct Broker
 	char		sql_authorize[BROKER_SQL_MAX];
 	char		sql_receive[BROKER_SQL_MAX];
 	char		sql_session[BROKER_SQL_MAX];	/* empty: no presence calls */
-	Delivery   *fifo_head;
-	Delivery   *fifo_tail;
+	DeliveryQueues *deliveries;
 	struct Waiter *waiters;		/* setups and work waiting for LISTENs */
 	bool		shutting_down;
 	bool		was_connected;
@@ -131,7 +123,6 @@ typedef struct Waiter
 
 static void step_positions(Step *step);
 static void step_send_next(Step *step);
-static void broker_flush(Broker *broker);
 static void broker_release_waiters(Broker *broker);
 
 static void
@@ -1033,6 +1024,8 @@ broker_http_metrics(void *ctx, Buf *body)
 			   "comet_database_up %d\n"
 			   "# HELP comet_packets_queued Packets waiting in sessions for a request.\n# TYPE comet_packets_queued gauge\n"
 			   "comet_packets_queued %zu\n"
+			   "# HELP comet_channels_catching_up Channels whose delivery waits for comet.replay.\n# TYPE comet_channels_catching_up gauge\n"
+			   "comet_channels_catching_up %zu\n"
 			   "# HELP comet_errors_total Error answers by condition.\n# TYPE comet_errors_total counter\n",
 			   broker->sessions ? session_count(broker->sessions) : 0,
 			   broker->stats.sessions_created,
@@ -1040,7 +1033,8 @@ broker_http_metrics(void *ctx, Buf *body)
 			   pg_listen_count(broker->pg), broker->stats.notifications,
 			   broker->stats.packets_delivered, pg_reconnects(broker->pg),
 			   pg_listen_connected(broker->pg) ? 1 : 0,
-			   broker->sessions ? session_table_queued(broker->sessions) : 0);
+			   broker->sessions ? session_table_queued(broker->sessions) : 0,
+			   delivery_channels_waiting(broker->deliveries));
 	for (c = PROTO_BAD_REQUEST; c < PROTO_CONDITION_COUNT; c++)
 		buf_printf(body, "comet_errors_total{condition=\"%s\"} %lu\n",
 				   proto_condition_name((ProtoCondition) c), broker->stats.errors[c]);
@@ -1179,52 +1173,16 @@ broker_channel_deliver(void *ctx, void *subscriber, Packet *packet)
 
 /* ---- delivery ------------------------------------------------------------ */
 
-static Delivery *
-broker_enqueue(Broker *broker, const char *channel, bool ready)
-{
-	Delivery   *delivery = mem_alloc(sizeof(Delivery));
-
-	snprintf(delivery->channel, sizeof(delivery->channel), "%s", channel);
-	delivery->ready = ready;
-	if (broker->fifo_tail)
-		broker->fifo_tail->next = delivery;
-	else
-		broker->fifo_head = delivery;
-	broker->fifo_tail = delivery;
-	return delivery;
-}
-
+/* The delivery queues hand each packet to the channel table. */
 static void
-delivery_add(Delivery *delivery, Packet *packet)
+broker_publish(void *ctx, Packet *packet)
 {
-	Packet	  **grown = mem_realloc(delivery->packets, sizeof(Packet *) * (delivery->npackets + 1));
-	delivery->packets = grown;
-	delivery->packets[delivery->npackets++] = packet;
+	Broker	   *broker = ctx;
+
+	channel_publish(broker->channels, packet);
 }
 
-/* Publish every ready delivery at the head of the FIFO, in order. */
-static void
-broker_flush(Broker *broker)
-{
-	while (broker->fifo_head != NULL && broker->fifo_head->ready)
-	{
-		Delivery   *delivery = broker->fifo_head;
-		size_t		i;
-
-		broker->fifo_head = delivery->next;
-		if (broker->fifo_head == NULL)
-			broker->fifo_tail = NULL;
-		for (i = 0; i < delivery->npackets; i++)
-		{
-			channel_publish(broker->channels, delivery->packets[i]);
-			packet_unref(delivery->packets[i]);
-		}
-		free(delivery->packets);
-		free(delivery);
-	}
-}
-
-/* A comet.replay for the delivery FIFO, retried while the database is away. */
+/* A comet.replay for a waiting delivery, retried while the database is away. */
 typedef struct ReplayCall
 {
 	Broker	   *broker;
@@ -1252,6 +1210,7 @@ broker_replay_done(void *arg, PGresult *result)
 	ReplayCall *call = arg;
 	Delivery   *delivery = call->delivery;
 	Broker	   *broker = call->broker;
+	const char *channel = delivery_channel(delivery);
 	int			i;
 
 	if (result == NULL && !broker->shutting_down)
@@ -1273,20 +1232,18 @@ broker_replay_done(void *arg, PGresult *result)
 
 			/* pruned while we could not read them: say so, never skip silently */
 			if (call->count == 0 && seq > expected && call->after >= 0)
-				delivery_add(delivery, packet_new_gap(delivery->channel, expected, seq - 1));
+				delivery_add(delivery, packet_new_gap(channel, expected, seq - 1));
 			delivery_add(delivery,
-						 packet_new(delivery->channel, seq,
+						 packet_new(channel, seq,
 									PQgetvalue(result, i, 1), (size_t) PQgetlength(result, i, 1)));
 			expected = seq + 1;
 		}
 	}
 	else if (result != NULL)
 		log_error("catching up channel \"%s\" failed: %s",
-				delivery->channel, PQresultErrorMessage(result));
+				  channel, PQresultErrorMessage(result));
 	free(call);
-	delivery->call = NULL;
-	delivery->ready = true;
-	broker_flush(broker);
+	delivery_ready(broker->deliveries, delivery);
 }
 
 static void
@@ -1298,7 +1255,7 @@ broker_replay_send(ReplayCall *call)
 
 	snprintf(after_text, sizeof(after_text), "%lld", (long long) call->after);
 	snprintf(count_text, sizeof(count_text), "%lld", (long long) call->count);
-	params[0] = call->delivery->channel;
+	params[0] = delivery_channel(call->delivery);
 	params[1] = after_text;
 	params[2] = call->count > 0 ? count_text : NULL;
 	pg_query(call->broker->pg,
@@ -1313,8 +1270,8 @@ broker_replay(Broker *broker, const char *channel, int64_t after, int64_t count)
 	ReplayCall *call = mem_alloc(sizeof(ReplayCall));
 
 	call->broker = broker;
-	call->delivery = broker_enqueue(broker, channel, false);
-	call->delivery->call = call;
+	call->delivery = delivery_wait(broker->deliveries, channel);
+	call->delivery->owner = call;
 	call->after = after;
 	call->count = count;
 	loop_timer_init(&call->retry, broker_replay_retry, call);
@@ -1345,10 +1302,9 @@ broker_pg_notify(void *ctx, const char *channel, const char *payload)
 		broker_replay(broker, channel, notify.seq - 1, 1);
 	}
 	else
-		delivery_add(broker_enqueue(broker, channel, true),
-					 packet_new(channel, notify.seq, notify.data_json, notify.data_len));
+		delivery_publish(broker->deliveries,
+						 packet_new(channel, notify.seq, notify.data_json, notify.data_len));
 	proto_notify_free(&notify);
-	broker_flush(broker);
 }
 
 /* Let every step whose channels are all listening (or gone) go on. */
@@ -1411,6 +1367,20 @@ broker_pg_disconnected(void *ctx, const char *why)
 	channel_clear_listening(broker->channels);
 }
 
+/* A delivery still waiting at shutdown: its replay waits to be retried. */
+static void
+broker_drop_delivery(void *ctx, Delivery *delivery)
+{
+	Broker	   *broker = ctx;
+	ReplayCall *call = delivery->owner;
+
+	if (call != NULL)
+	{
+		loop_timer_stop(broker->loop, &call->retry);
+		free(call);
+	}
+}
+
 /* ---- life -------------------------------------------------------------------- */
 
 Broker *
@@ -1441,6 +1411,7 @@ broker_create(Loop *loop, const BrokerOptions *options, char *err, size_t errlen
 		snprintf(broker->sql_session, sizeof(broker->sql_session),
 				 "SELECT %s($1, $2, $3, $4::text[])", options->session_function);
 	broker->channels = channel_table_create(&channel_hooks);
+	broker->deliveries = delivery_queues_create(broker_publish, broker);
 	broker->sessions = session_table_create(loop, broker->channels, &session_hooks,
 											&options->limits);
 	broker->pg = pg_create(loop, options->conninfo, options->pool_size, &pg_hooks, err, errlen);
@@ -1488,23 +1459,7 @@ broker_destroy(Broker *broker)
 	}
 	/* queries still queued answer their requests with service-unavailable */
 	pg_destroy(broker->pg);
-	while (broker->fifo_head)
-	{
-		Delivery   *delivery = broker->fifo_head;
-		size_t		i;
-
-		broker->fifo_head = delivery->next;
-		for (i = 0; i < delivery->npackets; i++)
-			packet_unref(delivery->packets[i]);
-		if (delivery->call != NULL)
-		{
-			/* waiting to retry (its query, if any, was answered above) */
-			loop_timer_stop(broker->loop, &delivery->call->retry);
-			free(delivery->call);
-		}
-		free(delivery->packets);
-		free(delivery);
-	}
+	delivery_queues_destroy(broker->deliveries, broker_drop_delivery, broker);
 	channel_table_destroy(broker->channels);
 	free(broker);
 }
