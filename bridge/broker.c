@@ -333,7 +333,10 @@ step_answer(Step *step)
 	session_take_packets_after(session, &body, step->extra, step->nextra);
 	buf_append_char(&body, '}');
 	if (step->setup)
+	{
+		session_set_announced(session);
 		broker_presence(broker, session, "open");
+	}
 	session_answer_work(session, step->req, step->rid, 200, body.data, body.len);
 	buf_free(&body);
 	step_free(step);
@@ -769,6 +772,12 @@ step_subscribe_authorized(void *arg, PGresult *result)
 			step_fail(step, PROTO_SYSTEM_SHUTDOWN, "the bridge is shutting down");
 			return;
 		}
+		/* checked again: other setups may have finished while this one waited */
+		if (session_count(broker->sessions) >= broker->options.max_sessions)
+		{
+			step_fail(step, PROTO_SERVICE_UNAVAILABLE, "too many sessions; retry later");
+			return;
+		}
 		if (!broker_new_sid(broker, step->sid, sizeof(step->sid)) ||
 			(session = session_create(broker->sessions, step->sid, step->subject,
 									  step->rid, step->wait)) == NULL)
@@ -1137,7 +1146,9 @@ broker_session_ended(void *ctx, Session *session, SessionEnd why)
 				session_end_name(why));
 	if (why == SESSION_END_OVERFLOW)
 		broker_bury(broker, session_sid(session), why);
-	broker_presence(broker, session, session_end_name(why));
+	/* the session function hears of an end only after it heard of the open */
+	if (session_announced(session))
+		broker_presence(broker, session, session_end_name(why));
 }
 
 /* ---- channel hooks ---------------------------------------------------------- */

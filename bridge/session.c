@@ -47,6 +47,7 @@ struct Session
 	char		sid[PROTO_SID_MAX + 1];
 	char	   *subject;		/* NULL: anonymous */
 	int			wait_s;
+	bool		announced;		/* its setup answer has gone out */
 
 	SessionState state;
 	HttpRequest *held;			/* the held poll */
@@ -252,6 +253,18 @@ const char *
 session_subject(const Session *session)
 {
 	return session->subject;
+}
+
+void
+session_set_announced(Session *session)
+{
+	session->announced = true;
+}
+
+bool
+session_announced(const Session *session)
+{
+	return session->announced;
 }
 
 SessionState

@@ -101,6 +101,13 @@ Session    *session_create(SessionTable *table, const char *sid,
 
 const char *session_sid(const Session *session);
 const char *session_subject(const Session *session);
+/*
+ * Whether the session's setup has been answered (the host marks it): a
+ * setup that fails after the session was made ends a session its client
+ * never learnt of.
+ */
+void		session_set_announced(Session *session);
+bool		session_announced(const Session *session);
 SessionState session_state(const Session *session);
 int			session_wait_s(const Session *session);
 size_t		session_queue_length(const Session *session);

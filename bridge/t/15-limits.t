@@ -38,6 +38,54 @@ subtest 'beyond --max-sessions a setup is 503 with Retry-After' => sub {
 	$_->request(terminate => JSON::PP::true) for @s[1, 2], $fifth;
 };
 
+subtest 'setups in flight together cannot pass --max-sessions' => sub {
+	# each setup waits for the authentication query: all ten are in flight
+	# before the first session exists
+	my @conns = map { CometTest::Conn->new($bridge->port) } 1 .. 10;
+	for my $i (0 .. $#conns)
+	{
+		$conns[$i]->send_request('POST', '/comet',
+			CometTest::encode_json_canonical({ rid => 100 + $i, wait => 5, subscribe => [] }),
+			{ 'Content-Type' => 'application/json' });
+	}
+	my @res = map { $_->response(5) } @conns;
+	my @ok = grep { $_ && $_->{status} == 200 } @res;
+	my @full = grep { $_ && $_->{status} == 503 && ($_->{json}{error} // '') eq 'service-unavailable' } @res;
+	is(scalar @ok, 3, 'exactly three sessions are set up');
+	is(scalar @full, 7, 'the other seven get 503 service-unavailable');
+	is($bridge->metrics->{comet_sessions}, 3, 'the bridge holds three sessions');
+	for my $r (@ok)
+	{
+		my $c = CometTest::Conn->new($bridge->port);
+		$c->send_request('POST', '/comet', CometTest::encode_json_canonical(
+				{ sid => $r->{json}{sid}, rid => $r->{json}{rid} + 1, terminate => JSON::PP::true }),
+			{ 'Content-Type' => 'application/json' });
+		$c->response(5);
+		$c->close;
+	}
+	$_->close for @conns;
+	ok(wait_until(sub { ($bridge->metrics->{comet_sessions} // -1) == 0 }, 3), 'all three end');
+};
+
+subtest 'a setup that fails after its session was made is not announced' => sub {
+	# the bridge's role may not read positions: setup fails at step 4, after
+	# the session was created and subscribed
+	my $role = CometTest::bridge_role();
+	sql("REVOKE EXECUTE ON FUNCTION comet.last_seq(text) FROM $role");
+	my $before = sql('SELECT count(*) FROM presence_log');
+	my $s = $bridge->setup(subscribe => ['flood']);
+	sql("GRANT EXECUTE ON FUNCTION comet.last_seq(text) TO $role");
+	is($s->status, 500, 'the setup fails with 500');
+	is($s->response->{error}, 'internal-error', 'internal-error');
+	ok(wait_until(sub { ($bridge->metrics->{comet_sessions} // -1) == 0 }, 3), 'no session is left');
+	sleep 0.5;	# a presence call would be on its way by now
+	is(sql('SELECT count(*) FROM presence_log') - $before, 0,
+		'the session function hears neither "open" nor an end');
+	is(sql(q{SELECT count(*) FROM presence_log p WHERE event <> 'open' AND NOT EXISTS
+		(SELECT 1 FROM presence_log o WHERE o.sid = p.sid AND o.event = 'open')}), 0,
+		'no session ever ended unopened');
+};
+
 my $from;	# where the overflowed client resumes from
 
 subtest 'a queue past --max-pending ends the session with overflow' => sub {

@@ -155,6 +155,13 @@ sub test_db_conninfo
 	return "$ADMIN_CONNINFO dbname=$DBNAME";
 }
 
+# The role the bridge connects as (for GRANT / REVOKE in a test).
+sub bridge_role
+{
+	_make_database() unless defined $DBNAME;
+	return $BRIDGE_USER;
+}
+
 # conninfo the bridge is given (the unprivileged bridge role).
 sub bridge_db_conninfo
 {
