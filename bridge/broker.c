@@ -265,6 +265,29 @@ append_result_ok(Step *step)
 	buf_append_str(&step->results, step->results.len ? ",{\"ok\":true}" : "{\"ok\":true}");
 }
 
+/*
+ * A send's result: {"ok":true}, with "data" when the receive function
+ * returned a non-null json or jsonb value (its answer to the client).
+ */
+static void
+append_result_ok_data(Step *step, PGresult *result)
+{
+	/* the type oids of json and jsonb are fixed in every PostgreSQL */
+	const Oid	json_oid = 114,
+				jsonb_oid = 3802;
+	Oid			type;
+
+	if (PQntuples(result) != 1 || PQnfields(result) != 1 || PQgetisnull(result, 0, 0) ||
+		((type = PQftype(result, 0)) != json_oid && type != jsonb_oid))
+	{
+		append_result_ok(step);
+		return;
+	}
+	buf_append_str(&step->results, step->results.len ? ",{\"ok\":true,\"data\":" : "{\"ok\":true,\"data\":");
+	buf_append(&step->results, PQgetvalue(result, 0, 0), (size_t) PQgetlength(result, 0, 0));
+	buf_append_char(&step->results, '}');
+}
+
 static void
 append_result_error(Step *step, ProtoCondition condition, const char *message)
 {
@@ -350,7 +373,7 @@ step_send_done(void *arg, PGresult *result)
 	Step	   *step = arg;
 
 	if (result != NULL && PQresultStatus(result) == PGRES_TUPLES_OK)
-		append_result_ok(step);
+		append_result_ok_data(step, result);
 	else
 	{
 		char		message[256];

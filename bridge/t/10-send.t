@@ -3,7 +3,9 @@
 # channel gets it as a packet; each item has its own result.  With
 # --receive-function an application's own function decides: a RAISE
 # reaches the client with its message; any other SQL error becomes
-# internal-error with a generic message (and is logged by the bridge).
+# internal-error with a generic message (and is logged by the bridge).  A
+# receive function that returns json or jsonb answers the client: the value
+# is the result's "data".
 use strict;
 use warnings;
 use FindBin;
@@ -106,6 +108,43 @@ subtest 'a custom receive function decides' => sub {
 	is_deeply([ map { $_->{data}{said} } @$packets ], [ { text => 'after' } ],
 		'only the accepted messages were sent');
 	ok($bridge->alive, 'the bridge still runs');
+};
+
+sql(<<'SQL');
+CREATE FUNCTION answering_receive(subject text, sid text, channel text, data jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF data ? 'silent' THEN
+    RETURN NULL;
+  END IF;
+  RETURN jsonb_build_object('echo', data, 'channel', channel, 'text', 'Grüße, 你好, 👋🏽');
+END $$;
+CREATE FUNCTION json_receive(subject text, sid text, channel text, data jsonb) RETURNS json
+LANGUAGE sql AS $$ SELECT '{"b": 2,  "a": [1, 2]}'::json $$;
+SQL
+
+subtest 'a receive function may answer with json or jsonb' => sub {
+	my $bridge = start_bridge(args => ['--wait', '10', '--receive-function', 'answering_receive']);
+	my $s = $bridge->setup(subscribe => [], wait => 8);
+	is($s->status, 200, 'a session') or return;
+	my ($status, undef, $json) = $s->request(send => [
+			{ channel => 'chat', data => { n => 1 } },
+			{ channel => 'chat', data => { silent => 1 } },
+			{ channel => 'quiet', data => { n => 3 } } ]);
+	is($status, 200, 'the send is answered 200');
+	is_deeply($json->{results}, [
+			{ ok => $true, data => { echo => { n => 1 }, channel => 'chat', text => "Gr\x{fc}\x{df}e, \x{4f60}\x{597d}, \x{1f44b}\x{1f3fd}" } },
+			{ ok => $true },
+			{ error => 'forbidden', message => 'not allowed to publish on this channel' } ],
+		'its jsonb comes back as the result\'s data; NULL gives a bare ok; publish is still checked');
+	$bridge->kill_now;
+
+	$bridge = start_bridge(args => ['--wait', '10', '--receive-function', 'json_receive']);
+	$s = $bridge->setup(subscribe => [], wait => 8);
+	($status, undef, $json) = $s->request(send => [ { channel => 'chat', data => 1 } ]);
+	is_deeply($json->{results}, [ { ok => $true, data => { b => 2, a => [ 1, 2 ] } } ],
+		'a json answer comes back too');
+	$bridge->kill_now;
 };
 
 done_testing;
