@@ -24,7 +24,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "client_js.h"
 #include "log.h"
+#include "mem.h"
 #include "protocol.h"
 
 /* Keep-alive connections idle longer than this are closed (not held ones). */
@@ -311,10 +313,17 @@ http_route(Http *http, HttpRequest *req, const char *url, const char *method)
 		buf_free(&body);
 		return http_queue(req, MHD_HTTP_OK, response);
 	}
-	if (strcmp(url, "/comet.js") == 0 && http->client_js != NULL)
+	if (strcmp(url, "/comet.js") == 0)
 	{
 		response = http_response(http->client_js, http->client_js_len,
 								 "text/javascript; charset=utf-8");
+		return http_queue(req, MHD_HTTP_OK, response);
+	}
+	if (strcmp(url, "/comet.mjs") == 0)
+	{
+		ClientFile	module = client_mjs();
+
+		response = http_response(module.data, module.len, "text/javascript; charset=utf-8");
 		return http_queue(req, MHD_HTTP_OK, response);
 	}
 	return http_serve_static(http, req, url);
@@ -547,6 +556,15 @@ http_create(Loop *loop, const HttpOptions *options, const HttpHooks *hooks,
 			free(http);
 			return NULL;
 		}
+	}
+	else
+	{
+		/* the client built into the bridge */
+		ClientFile	builtin = client_js();
+
+		http->client_js = mem_alloc(builtin.len + 1);
+		memcpy(http->client_js, builtin.data, builtin.len);
+		http->client_js_len = builtin.len;
 	}
 	loop_timer_init(&http->timer, http_timer_fired, http);
 

@@ -46,7 +46,7 @@ typedef struct HttpOptions
 	size_t		max_body;		/* larger bodies: 413 request-too-large */
 	unsigned	connection_limit;
 	const char *static_dir;		/* NULL: no static files */
-	const char *client_js;		/* the file served as /comet.js, or NULL */
+	const char *client_js;		/* served as /comet.js; NULL: the built-in client */
 	const char *const *allow_origins;	/* CORS origins, NULL-terminated */
 } HttpOptions;
 

@@ -63,7 +63,7 @@ usage(FILE *out)
 			"  --listen HOST:PORT          address to serve on (default 127.0.0.1:8080; [::1]:8080 for IPv6)\n"
 			"  --db CONNINFO               libpq connection string (default: libpq's PG* variables)\n"
 			"  --static DIR                serve files from DIR, DIR/index.html at /\n"
-			"  --client FILE               serve FILE as /comet.js\n"
+			"  --client FILE               serve FILE as /comet.js (default: the built-in client)\n"
 			"  --wait SECONDS              longest a poll is held (default 60)\n"
 			"  --inactivity SECONDS        end sessions silent this long (default 45)\n"
 			"  --max-sessions N            sessions at most (default 10000)\n"

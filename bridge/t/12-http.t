@@ -1,5 +1,5 @@
 # 12-http.t — the bridge's other HTTP routes and headers: GET /comet.js is
-# JavaScript, GET /healthz says ok, GET /metrics is Prometheus text with
+# JavaScript (the built-in client, or the --client file), so is /comet.mjs, GET /healthz says ok, GET /metrics is Prometheus text with
 # comet_ metrics, --static serves files (index.html at /) and nothing
 # outside its directory; CORS is off unless --allow-origin names the
 # origin, and then OPTIONS and POST carry Access-Control-Allow-Origin;
@@ -22,14 +22,11 @@ mkdir "$static/sub";
 write_file("$static/sub/app.js", "console.log('app');\n");
 write_file("$static/.secret", "hidden\n");
 
-# the client to serve: the repository's, or a stand-in
-my $client = "$FindBin::Bin/../../client/comet.js";
-unless (-f $client)
-{
-	$client = "$static/comet.js";
-	write_file($client, "/* comet.js stand-in */ window.Comet = function Comet() {};\n");
-}
+# --client serves another file as /comet.js
+my $client = "$static/comet.js";
+write_file($client, "/* comet.js stand-in */ window.Comet = function Comet() {};\n");
 my $client_bytes = do { open(my $f, '<', $client) or die; local $/; <$f> };
+sub slurp { my ($path) = @_; open(my $f, '<', $path) or die "$path: $!"; local $/; return scalar <$f>; }
 
 my $allowed = 'http://app.example';
 my $bridge = start_bridge(args => ['--wait', '10', '--static', $static, '--client', $client,
@@ -40,6 +37,19 @@ subtest 'GET /comet.js is the client, as JavaScript' => sub {
 	is($res && $res->{status}, 200, 'status 200') or return;
 	like($res->{headers}{'content-type'} // '', qr{^(application|text)/javascript}, 'a JavaScript content type');
 	is($res->{body}, $client_bytes, 'the client\'s bytes');
+};
+
+subtest 'without --client the built-in client is served, as a script and as a module' => sub {
+	my $plain = start_bridge(args => ['--wait', '10']);
+	my $res = $plain->http('GET', '/comet.js');
+	is($res && $res->{status}, 200, '/comet.js: status 200') or return;
+	like($res->{headers}{'content-type'} // '', qr{^text/javascript}, 'JavaScript');
+	is($res->{body}, slurp("$FindBin::Bin/../../client/comet.js"), 'the bytes of client/comet.js');
+	$res = $plain->http('GET', '/comet.mjs');
+	is($res && $res->{status}, 200, '/comet.mjs: status 200') or return;
+	like($res->{headers}{'content-type'} // '', qr{^text/javascript}, 'JavaScript');
+	is($res->{body}, slurp("$FindBin::Bin/../../client/comet.mjs"), 'the bytes of client/comet.mjs');
+	$plain->kill_now;
 };
 
 subtest 'GET /healthz says ok' => sub {
