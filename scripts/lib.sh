@@ -17,6 +17,10 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 COMET_PACKAGES_BUILD="make gcc libc6-dev pkg-config postgresql-15 postgresql-server-dev-15
 	postgresql-client-15 libpq-dev libmicrohttpd-dev libjson-c-dev perl"
 
+# For the client and browser tests: a headless browser and fonts that draw
+# accents, CJK and emoji (Node.js and npm: see node_install).
+COMET_PACKAGES_BROWSER="chromium fonts-dejavu-core fonts-noto-cjk fonts-noto-color-emoji"
+
 # Install the packages that are missing (apt-get, as root).
 deps_install() {
 	local missing=() pkg
@@ -30,6 +34,31 @@ deps_install() {
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# node_install: Node.js (18 or later) and npm, from Debian unless the
+# machine already has them (from Debian or elsewhere).
+node_install() {
+	local need=()
+	command -v node >/dev/null 2>&1 || need+=(nodejs)
+	command -v npm >/dev/null 2>&1 || need+=(npm)
+	[ ${#need[@]} -eq 0 ] || deps_install "${need[@]}"
+	local major
+	major=$(node -p 'process.versions.node.split(".")[0]')
+	[ "$major" -ge 18 ] || die "Node.js 18 or later is needed (found $(node --version))"
+}
+
+# npm_ci DIR: install DIR's locked npm dependencies (package-lock.json)
+# into DIR/node_modules unless they are there already.
+npm_ci() {
+	local dir=$1
+	# npm writes node_modules/.package-lock.json on every install
+	if [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+		return 0
+	fi
+	log "installing npm packages in ${dir#"$COMET_ROOT"/}"
+	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+		|| die "npm ci failed in $dir"
 }
 
 # Build and install the extension into PostgreSQL 15.
