@@ -269,7 +269,7 @@
           (answer.status === 503 && condition === 'service-unavailable') ||
           (answer.json === null && answer.status >= 500);
         if (!transient) {
-          if (answer.status < 500) this._setStatus('online');
+          if (answer.status < 500 && !SESSION_LOST.has(condition)) this._setStatus('online');
           return answer;
         }
         this._setStatus('offline');
@@ -282,6 +282,9 @@
 
     /* Set up sessions, one after another, until closed or refused. */
     async _run() {
+      // handlers are added after the constructor returns: tell them where we are
+      await null;
+      if (this.status === 'connecting') this._emit('status', 'connecting');
       for (let attempt = 0; !this._closed; ) {
         const outcome = await this._setup();
         if (outcome === 'online') {
