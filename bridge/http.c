@@ -31,8 +31,6 @@
 
 /* Keep-alive connections idle longer than this are closed (not held ones). */
 #define HTTP_IDLE_TIMEOUT_S 120
-/* Per-connection memory for headers and read buffers. */
-#define HTTP_CONNECTION_MEMORY (16 * 1024)
 
 struct HttpRequest
 {
@@ -572,7 +570,8 @@ http_create(Loop *loop, const HttpOptions *options, const HttpHooks *hooks,
 									http_access, http,
 									MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
 									MHD_OPTION_CONNECTION_LIMIT, options->connection_limit,
-									MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) HTTP_CONNECTION_MEMORY,
+									MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+									options->connection_memory ? options->connection_memory : (size_t) 8192,
 									MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) HTTP_IDLE_TIMEOUT_S,
 									MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int) 1024,
 									MHD_OPTION_NOTIFY_COMPLETED, http_completed, http,

@@ -45,6 +45,12 @@ typedef struct HttpOptions
 	int			port;
 	size_t		max_body;		/* larger bodies: 413 request-too-large */
 	unsigned	connection_limit;
+	/*
+	 * libmicrohttpd's memory pool per connection: request headers, the
+	 * response's headers.  libmicrohttpd 0.9.75 zeroes all of it between
+	 * keep-alive requests, so it is also the RSS of an idle connection.
+	 */
+	size_t		connection_memory;
 	const char *static_dir;		/* NULL: no static files */
 	const char *client_js;		/* served as /comet.js; NULL: the built-in client */
 	const char *const *allow_origins;	/* CORS origins, NULL-terminated */

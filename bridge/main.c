@@ -42,6 +42,7 @@ typedef struct Options
 	long		inactivity_s;
 	long		max_sessions;
 	long		max_body;
+	long		connection_memory;
 	long		max_pending;
 	long		pool;
 	const char *origins[MAX_ORIGINS + 1];
@@ -68,6 +69,8 @@ usage(FILE *out)
 			"  --inactivity SECONDS        end sessions silent this long (default 45)\n"
 			"  --max-sessions N            sessions at most (default 10000)\n"
 			"  --max-body BYTES            largest request body (default 65536)\n"
+			"  --connection-memory BYTES   memory per connection for request and response\n"
+			"                              headers (default 8192: headers up to about 4 KiB)\n"
 			"  --max-pending N             packets queued per session before overflow (default 1000)\n"
 			"  --pool N                    database connections for queries (default 4)\n"
 			"  --allow-origin ORIGIN       allow CORS from ORIGIN (repeatable; default none)\n"
@@ -232,6 +235,7 @@ parse_options(int argc, char **argv, Options *options)
 		{"inactivity", required_argument, NULL, 'i'},
 		{"max-sessions", required_argument, NULL, 'S'},
 		{"max-body", required_argument, NULL, 'B'},
+		{"connection-memory", required_argument, NULL, 'M'},
 		{"max-pending", required_argument, NULL, 'P'},
 		{"pool", required_argument, NULL, 'p'},
 		{"allow-origin", required_argument, NULL, 'o'},
@@ -277,6 +281,9 @@ parse_options(int argc, char **argv, Options *options)
 				break;
 			case 'B':
 				ok = parse_long(optarg, 64, 64L * 1024 * 1024, &options->max_body);
+				break;
+			case 'M':
+				ok = parse_long(optarg, 4096, 1024L * 1024, &options->connection_memory);
 				break;
 			case 'P':
 				ok = parse_long(optarg, 1, 1000000, &options->max_pending);
@@ -390,7 +397,7 @@ main(int argc, char **argv)
 	Options		options = {
 		.host = "127.0.0.1", .port = 8080, .db = "",
 		.wait_s = 60, .inactivity_s = 45, .max_sessions = 10000,
-		.max_body = 65536, .max_pending = 1000, .pool = 4,
+		.max_body = 65536, .connection_memory = 8192, .max_pending = 1000, .pool = 4,
 		.auth_function = "comet.authenticate",
 		.authorize_function = "comet.authorize",
 		.receive_function = "comet.receive",
@@ -439,6 +446,7 @@ main(int argc, char **argv)
 	http_options.host = options.host;
 	http_options.port = options.port;
 	http_options.max_body = (size_t) options.max_body;
+	http_options.connection_memory = (size_t) options.connection_memory;
 	http_options.connection_limit = (unsigned) (options.max_sessions * 2 + 64);
 	http_options.static_dir = options.static_dir;
 	http_options.client_js = options.client_js;

@@ -63,7 +63,7 @@ subtest 'an unknown option' => sub {
 
 subtest 'bad option values' => sub {
 	for my $args ([ '--wait', 'soon' ], [ '--max-body', '-1' ], [ '--listen', 'nowhere' ],
-		[ '--log-level', 'chatty' ])
+		[ '--log-level', 'chatty' ], [ '--connection-memory', '100' ])
 	{
 		my ($status, $out, $err) = run_bridge(@$args, '--db', bridge_db_conninfo());
 		ok($status > 0 && ($status & 127) == 0, "@$args is refused") or diag "status $status: $err";

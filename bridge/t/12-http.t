@@ -52,6 +52,27 @@ subtest 'without --client the built-in client is served, as a script and as a mo
 	$plain->kill_now;
 };
 
+subtest '--connection-memory bounds the request headers' => sub {
+	my $setup = CometTest::encode_json_canonical({ rid => 1, subscribe => [] });
+	my $try = sub {
+		my ($b, $cookie_len) = @_;
+		my $c = CometTest::Conn->new($b->port);
+		$c->send_request('POST', '/comet', $setup,
+			{ 'Content-Type' => 'application/json', Cookie => 'x=' . ('a' x $cookie_len) });
+		my $res = $c->response(5);
+		$c->close;
+		return $res ? $res->{status} : 'no answer';
+	};
+	my $small = start_bridge(args => ['--wait', '10']);
+	is($try->($small, 3000), 200, 'by default a 3 KB cookie is fine');
+	is($try->($small, 6000), 431, 'a 6 KB one gets 431');
+	ok($small->alive, 'the bridge goes on');
+	$small->kill_now;
+	my $large = start_bridge(args => ['--wait', '10', '--connection-memory', '32768']);
+	is($try->($large, 6000), 200, 'with --connection-memory 32768 a 6 KB cookie is fine');
+	$large->kill_now;
+};
+
 subtest 'GET /healthz says ok' => sub {
 	my $res = $bridge->http('GET', '/healthz');
 	is($res && $res->{status}, 200, 'status 200') or return;
