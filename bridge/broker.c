@@ -9,7 +9,8 @@
  *   4. read each channel's position (comet.last_seq) — every later packet
  *      will be delivered, because the LISTEN came first;
  *   5. for "resume", replay what the client missed up to the position,
- *      with a gap notice for what is no longer kept;
+ *      with a gap notice for what is no longer kept (a work request that
+ *      subscribes may resume too);
  *   6. answer {"sid", "rid", "wait", "hold", "requests", "inactivity",
  *      "subscribed", "positions", "packets"}.
  * Work (subscribe, unsubscribe, send on an existing session) runs the same
@@ -629,10 +630,7 @@ step_positions_read(void *arg, PGresult *result)
 		buf_append_json_string(&step->positions, channel, strlen(channel));
 		buf_printf(&step->positions, ":%lld", (long long) position);
 	}
-	if (step->setup)
-		step_resume(step);
-	else
-		step_sends(step);
+	step_resume(step);
 }
 
 /*
@@ -689,10 +687,7 @@ step_positions(Step *step)
 	if (n == 0)
 	{
 		buf_free(&list);
-		if (step->setup)
-			step_resume(step);
-		else
-			step_sends(step);
+		step_resume(step);
 		return;
 	}
 	params[0] = list.data;

@@ -11,8 +11,12 @@
  *   request is with the host.
  * Requests are taken in rid order: next_rid is the next rid to start;
  * parked[k] holds rid next_rid + k when it came early or while work is
- * in progress.  Answers of the last rids are kept in cache[] so that a
- * retransmitted rid gets the very same answer.
+ * in progress.  The last answer to a poll and the last answer to work are
+ * kept (cache[CACHE_POLL], cache[CACHE_WORK]) so that a retransmitted rid
+ * gets the very same answer.  A client sends its next poll only once it has
+ * its last poll's answer, and its next work only once it has its last
+ * work's answer, so each kept answer lasts until the client has it — however
+ * many answers of the other kind go out meanwhile.
  */
 #include "session.h"
 
@@ -23,6 +27,8 @@
 #include "mem.h"
 
 #define SESSION_MAX_WINDOW 8
+#define CACHE_POLL 0
+#define CACHE_WORK 1
 
 typedef struct CachedAnswer
 {
@@ -62,7 +68,7 @@ struct Session
 	bool		busy;			/* a work request is with the host */
 	uint64_t	busy_rid;
 	ParkedRequest parked[SESSION_MAX_WINDOW];
-	CachedAnswer cache[SESSION_MAX_WINDOW];
+	CachedAnswer cache[2];		/* [CACHE_POLL], [CACHE_WORK] */
 
 	LoopTimer	wait_timer;
 	LoopTimer	inactivity_timer;
@@ -290,24 +296,10 @@ session_queue_length(const Session *session)
 /* Remember the answer to rid (replacing the oldest), then send it. */
 static void
 session_answer(Session *session, HttpRequest *req, uint64_t rid, int status,
-			   const char *body, size_t len)
+			   const char *body, size_t len, int kind)
 {
-	CachedAnswer *slot = &session->cache[rid % SESSION_MAX_WINDOW];
-	uint64_t	window = session->table->limits.window;
-	size_t		i;
+	CachedAnswer *slot = &session->cache[kind];
 
-	/* only the last `window` rids can be asked again: forget older ones */
-	for (i = 0; i < SESSION_MAX_WINDOW; i++)
-	{
-		CachedAnswer *old = &session->cache[i];
-
-		if (old->valid && old->rid + window < session->next_rid && old != slot)
-		{
-			free(old->body);
-			old->body = NULL;
-			old->valid = false;
-		}
-	}
 	free(slot->body);
 	slot->valid = true;
 	slot->rid = rid;
@@ -316,6 +308,18 @@ session_answer(Session *session, HttpRequest *req, uint64_t rid, int status,
 	memcpy(slot->body, body, len);
 	slot->len = len;
 	session->table->hooks.answer(session->table->hooks.ctx, req, status, body, len);
+}
+
+/* The kept answer for rid, or NULL. */
+static CachedAnswer *
+session_cached(Session *session, uint64_t rid)
+{
+	int			kind;
+
+	for (kind = CACHE_POLL; kind <= CACHE_WORK; kind++)
+		if (session->cache[kind].valid && session->cache[kind].rid == rid)
+			return &session->cache[kind];
+	return NULL;
 }
 
 /* Answer an error that is not cached (the request was never taken). */
@@ -375,7 +379,7 @@ session_answer_poll(Session *session, HttpRequest *req, uint64_t rid)
 	buf_append_int64(&body, (int64_t) rid);
 	session_take_packets(session, &body);
 	buf_append_char(&body, '}');
-	session_answer(session, req, rid, 200, body.data, body.len);
+	session_answer(session, req, rid, 200, body.data, body.len, CACHE_POLL);
 	buf_free(&body);
 }
 
@@ -633,7 +637,7 @@ session_request(Session *session, HttpRequest *req, ProtoRequest *request)
 {
 	uint64_t	rid = request->rid;
 	uint64_t	window = session->table->limits.window;
-	CachedAnswer *cached = &session->cache[rid % SESSION_MAX_WINDOW];
+	CachedAnswer *cached = session_cached(session, rid);
 
 	/* the client is active: a poll answered at once counts too */
 	if (session->held == NULL && !session->busy)
@@ -642,6 +646,24 @@ session_request(Session *session, HttpRequest *req, ProtoRequest *request)
 
 	if (rid < session->next_rid)
 	{
+		if (cached != NULL && cached->status == 503 &&
+			request_has_work(request) && !session->busy)
+		{
+			/*
+			 * The database was away when this rid's work ran, so none of it
+			 * was done (503 service-unavailable): the client's retry does it.
+			 */
+			free(cached->body);
+			cached->body = NULL;
+			cached->valid = false;
+			session->busy = true;
+			session->busy_rid = rid;
+			session_update_inactivity(session);
+			session->table->hooks.work(session->table->hooks.ctx, session, req, request);
+			proto_request_free(request);
+			free(request);
+			return;
+		}
 		proto_request_free(request);
 		free(request);
 		if (session->held != NULL && rid == session->held_rid)
@@ -666,8 +688,7 @@ session_request(Session *session, HttpRequest *req, ProtoRequest *request)
 								 "this rid is still being processed; retry later");
 			return;
 		}
-		if (session->orphaned && rid == session->held_rid &&
-			!(cached->valid && cached->rid == rid))
+		if (session->orphaned && rid == session->held_rid && cached == NULL)
 		{
 			/* the held poll's client left before its answer: a retry */
 			session->orphaned = false;
@@ -675,7 +696,7 @@ session_request(Session *session, HttpRequest *req, ProtoRequest *request)
 			session_poll_arrives(session, req, rid);
 			return;
 		}
-		if (cached->valid && cached->rid == rid)
+		if (cached != NULL)
 		{
 			session->table->hooks.answer(session->table->hooks.ctx, req,
 										 cached->status, cached->body, cached->len);
@@ -703,7 +724,7 @@ void
 session_answer_work(Session *session, HttpRequest *req, uint64_t rid,
 					int status, const char *body, size_t len)
 {
-	session_answer(session, req, rid, status, body, len);
+	session_answer(session, req, rid, status, body, len, CACHE_WORK);
 	if (session->busy && rid == session->busy_rid)
 	{
 		session->busy = false;
@@ -829,8 +850,8 @@ session_end(Session *session, SessionEnd why)
 		packet_unref(session->queue[i]);
 	table->queued -= session->queue_len;
 	free(session->queue);
-	for (i = 0; i < SESSION_MAX_WINDOW; i++)
-		free(session->cache[i].body);
+	free(session->cache[CACHE_POLL].body);
+	free(session->cache[CACHE_WORK].body);
 	free(session->subject);
 	free(session);
 }

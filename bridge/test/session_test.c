@@ -329,7 +329,26 @@ test_rid_window(void)
 			   strcmp(last_answer()->body, work_answer) == 0,
 			   "a work answer is resent as it was for its rid");
 
-	poll_rid(s, 6, 106);
+	{
+		const char *unavailable = "{\"error\":\"service-unavailable\",\"message\":\"x\"}";
+		int			nwork = host.nwork;
+
+		session_request(s, req(11), make_request("s3", 104, true, false));
+		UNIT_CHECK(host.nwork == nwork + 1 && host.work_rid[nwork % MAX_EVENTS] == 104,
+				   "a send goes to the host");
+		session_answer_work(s, req(11), 104, 503, unavailable, strlen(unavailable));
+		session_request(s, req(12), make_request("s3", 104, true, false));
+		UNIT_CHECK(host.nwork == nwork + 2 && host.work[(nwork + 1) % MAX_EVENTS] == 12 &&
+				   host.work_rid[(nwork + 1) % MAX_EVENTS] == 104,
+				   "answered 503 (the database was away), its retry is done again, not replayed");
+		session_answer_work(s, req(12), 104, 200, work_answer, strlen(work_answer));
+		session_request(s, req(13), make_request("s3", 104, true, false));
+		UNIT_CHECK(host.nwork == nwork + 2 && last_answer()->req == 13 &&
+				   last_answer()->status == 200,
+				   "once done, a further retry gets the answer again");
+	}
+
+	poll_rid(s, 6, 107);
 	UNIT_CHECK(host.answers[host.nanswers - 2].req == 6 &&
 			   host.answers[host.nanswers - 2].status == 404 &&
 			   strstr(host.answers[host.nanswers - 2].body, "item-not-found") != NULL &&
@@ -412,12 +431,66 @@ test_shutdown(void)
 			   "shutting down answers held polls with system-shutdown");
 }
 
+/* The answer of rid, as the host sent it last for req, has body text. */
+static bool
+answered_with(int req_id, const char *text)
+{
+	Answer	   *a = last_answer();
+
+	return a != NULL && a->req == req_id && a->status == 200 && strstr(a->body, text) != NULL;
+}
+
+static void
+work_rid(Session *s, int id, uint64_t rid, const char *answer)
+{
+	session_request(s, req(id), make_request(session_sid(s), rid, true, false));
+	if (answer != NULL)
+		session_answer_work(s, req(id), rid, 200, answer, strlen(answer));
+}
+
+/*
+ * The client sends its next poll only once it has its last poll's answer,
+ * and its next work only once it has its last work's answer: each kept
+ * answer must outlive any number of answers of the other kind.
+ */
+static void
+test_answer_cache(void)
+{
+	Session    *s;
+
+	setup(100, 10000);
+	s = session_create(sessions, "s9", NULL, 100, 0);
+	poll_rid(s, 1, 101);
+	work_rid(s, 2, 102, "{\"rid\":102,\"results\":[]}");
+	work_rid(s, 3, 103, "{\"rid\":103,\"results\":[]}");
+	work_rid(s, 4, 104, "{\"rid\":104,\"results\":[]}");
+	UNIT_CHECK(host.nheld == 1 && answered_with(4, "\"rid\":104"),
+			   "three sends are answered one after another while a poll is held");
+	poll_rid(s, 5, 105);
+	UNIT_CHECK(host.answers[host.nanswers - 1].req == 1, "a new poll answers the held one");
+	poll_rid(s, 6, 101);
+	UNIT_CHECK(answered_with(6, "\"rid\":101"),
+			   "the held poll's answer is kept though three work answers came after its rid");
+	poll_rid(s, 7, 106);
+	poll_rid(s, 8, 107);
+	poll_rid(s, 9, 108);
+	work_rid(s, 10, 104, NULL);
+	UNIT_CHECK(answered_with(10, "\"rid\":104") && host.nwork == 3,
+			   "the last work answer is kept (not redone) though more polls were answered since");
+	work_rid(s, 11, 103, NULL);
+	UNIT_CHECK(host.answers[host.nanswers - 2].req == 11 &&
+			   host.answers[host.nanswers - 2].status == 404 && session_find(sessions, "s9") == NULL,
+			   "an older work answer is not: its client had it (404, session ended)");
+	teardown();
+}
+
 int
 main(void)
 {
 	test_poll_and_packets();
 	test_client_gone();
 	test_rid_window();
+	test_answer_cache();
 	test_overflow_inactivity_terminate();
 	test_shutdown();
 	return unit_done();
