@@ -161,7 +161,38 @@ valid_node_id(const char *id)
 	return true;
 }
 
-/* Check every configured function exists with the signature we call. */
+/*
+ * Tell the session function that this bridge starts: F(NULL, prefix,
+ * 'start', '{}'), where prefix begins every sid this bridge makes ("NAME."
+ * with --node-id, else "").  Sessions of an earlier run of this bridge are
+ * gone, and if it was killed their ends were never reported.  Called before
+ * the bridge serves, so it cannot race with a new session's "open".  A
+ * failure is logged: presence is the application's, not the bridge's.
+ */
+static void
+announce_start(PGconn *conn, const Options *options)
+{
+	char		sql[300];
+	char		prefix[64];
+	const char *params[1];
+	PGresult   *result;
+
+	snprintf(sql, sizeof(sql), "SELECT %s(NULL::text, $1, 'start', '{}'::text[])",
+			 options->session_function);
+	snprintf(prefix, sizeof(prefix), "%s%s", options->node_id ? options->node_id : "",
+			 options->node_id ? "." : "");
+	params[0] = prefix;
+	result = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(result) != PGRES_TUPLES_OK)
+		fprintf(stderr, "comet-bridge: error: the session function failed for 'start': %s",
+				PQresultErrorMessage(result));
+	PQclear(result);
+}
+
+/*
+ * Check every configured function exists with the signature we call; then
+ * announce the start to the session function, if there is one.
+ */
 static bool
 check_functions(const Options *options)
 {
@@ -219,6 +250,8 @@ check_functions(const Options *options)
 		}
 		PQclear(result);
 	}
+	if (ok && options->session_function)
+		announce_start(conn, options);
 	PQfinish(conn);
 	return ok;
 }

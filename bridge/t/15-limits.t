@@ -3,7 +3,8 @@
 # session whose queue passes --max-pending is ended with 410 overflow (the
 # session function hears "overflow"); its client resumes in a new session
 # and gets every packet, even when the catch-up is longer than
-# --max-pending.
+# --max-pending.  The session function hears "start" (subject NULL, the sid
+# prefix) once when the bridge starts, before it serves.
 use strict;
 use warnings;
 use FindBin;
@@ -23,6 +24,17 @@ SQL
 
 my $bridge = start_bridge(args => ['--wait', '10', '--max-pending', '5', '--max-sessions', '3',
 		'--session-function', 'presence']);
+
+subtest 'the session function hears "start" before the bridge serves' => sub {
+	is(sql(q{SELECT string_agg(coalesce(subject, '-') || ' ' || quote_literal(sid) || ' ' || event || ' '
+			|| channels::text, ';') FROM presence_log}), q{- '' start {}},
+		'one call: no subject, the sid prefix (empty without --node-id), no channels');
+	my $named = start_bridge(args => ['--wait', '10', '--node-id', 'n-7', '--session-function', 'presence']);
+	is(sql(q{SELECT sid FROM presence_log WHERE event = 'start' ORDER BY at DESC LIMIT 1}), 'n-7.',
+		'with --node-id the prefix is "NAME."');
+	$named->kill_now;
+	sql(q{DELETE FROM presence_log WHERE event = 'start'});
+};
 
 subtest 'beyond --max-sessions a setup is 503 with Retry-After' => sub {
 	my @s = map { $bridge->setup(subscribe => []) } 1 .. 3;
@@ -81,7 +93,7 @@ subtest 'a setup that fails after its session was made is not announced' => sub 
 	sleep 0.5;	# a presence call would be on its way by now
 	is(sql('SELECT count(*) FROM presence_log') - $before, 0,
 		'the session function hears neither "open" nor an end');
-	is(sql(q{SELECT count(*) FROM presence_log p WHERE event <> 'open' AND NOT EXISTS
+	is(sql(q{SELECT count(*) FROM presence_log p WHERE event NOT IN ('open', 'start') AND NOT EXISTS
 		(SELECT 1 FROM presence_log o WHERE o.sid = p.sid AND o.event = 'open')}), 0,
 		'no session ever ended unopened');
 };

@@ -297,7 +297,10 @@ $$;
 
 -- --session-function: keep grid.online in step with the bridge's sessions
 -- and broadcast the online list of each grid concerned.  Anonymous sessions
--- (the login form) are nobody's presence.
+-- (the login form) are nobody's presence.  "start" comes once when a bridge
+-- starts, with no subject and the prefix of every sid it makes as sid: the
+-- sessions of its earlier run are gone (it may have been killed, so their
+-- ends were never reported).
 CREATE FUNCTION grid.presence(subject text, sid text, event text, channels text[])
     RETURNS void
     LANGUAGE plpgsql
@@ -306,14 +309,19 @@ DECLARE
     changed integer[];
     grid_id integer;
 BEGIN
-    IF subject IS NULL THEN
+    IF subject IS NULL AND event <> 'start' THEN
         RETURN;
     END IF;
     -- one presence change at a time: the list each one broadcasts is read
     -- after the previous change committed, and commits (hence seqs) follow
     -- the lock order, so the last online packet is always the true list
     PERFORM pg_advisory_xact_lock(hashtext('grid.presence'));
-    IF event = 'open' THEN
+    IF event = 'start' THEN
+        WITH removed AS (
+            DELETE FROM grid.online o WHERE starts_with(o.sid, presence.sid)
+            RETURNING o.grid_id)
+        SELECT array_agg(DISTINCT r.grid_id) INTO changed FROM removed r;
+    ELSIF event = 'open' THEN
         WITH added AS (
             INSERT INTO grid.online (sid, grid_id, subject)
             SELECT presence.sid, g.id, presence.subject
