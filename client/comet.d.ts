@@ -48,6 +48,7 @@ export class Comet {
   constructor(url: string, options?: CometOptions);
   static CometError: typeof CometError;
   readonly url: string;
+  readonly options: CometOptions;
   readonly status: CometStatus;
   /** The current session's id, or null between sessions. */
   readonly sid: string | null;

@@ -64,8 +64,9 @@
   /* Resolves early when the signal aborts (no rejection: callers re-check). */
   function sleepUnless(ms, signal) {
     return new Promise(resolve => {
-      const timer = setTimeout(resolve, ms);
-      signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, {once: true});
+      const onAbort = () => { clearTimeout(timer); resolve(); };
+      const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve(); }, ms);
+      signal.addEventListener('abort', onAbort, {once: true});
     });
   }
 
@@ -257,10 +258,15 @@
       for (let attempt = 0; ; attempt++) {
         if (session.stop.signal.aborted) throw new CometError('closed', 'the session is over');
         let answer = null;
+        // a retried poll is held again without an answer: if it has not
+        // failed after a second, the bridge has it and we are back
+        const backOnline = attempt > 0 ? setTimeout(() => this._setStatus('online'), 1000) : null;
         try {
           answer = await this._post(session.sid, body, timeoutMs, session.stop.signal);
         } catch (e) {
           answer = null;
+        } finally {
+          clearTimeout(backOnline);
         }
         if (session.stop.signal.aborted) throw new CometError('closed', 'the session is over');
         const condition = answer && answer.json && answer.json.error;
@@ -354,7 +360,8 @@
         answered: new Map(),      // rid -> packets, waiting for earlier rids
         wait: typeof json.wait === 'number' ? json.wait : 60,
       };
-      this._stop.signal.addEventListener('abort', () => session.stop.abort(), {once: true});
+      session.onClientStop = () => session.stop.abort();
+      this._stop.signal.addEventListener('abort', session.onClientStop, {once: true});
       this._session = session;
       this.sid = session.sid;
       for (const [channel, position] of Object.entries(json.positions || {}))
@@ -368,18 +375,21 @@
       const session = this._session;
       if (!session) return;
       session.stop.abort();
+      this._stop.signal.removeEventListener('abort', session.onClientStop);
       // what was answered in order is delivered; the rest is resumed by seq
       this._drain(session, true);
       this._session = null;
       this.sid = null;
-      // items sent but unconfirmed may or may not have been done: say so
+      // items sent but unconfirmed: a send may or may not have been done, so
+      // say so; a subscribe or unsubscribe is simply done again
       for (const item of this._work.filter(w => w.sentIn === session)) {
-        this._work.splice(this._work.indexOf(item), 1);
-        if (item.send)
+        if (item.send) {
+          this._work.splice(this._work.indexOf(item), 1);
           item.reject(new CometError(why, 'the session ended before the bridge confirmed this send; ' +
                                           'it may or may not have been delivered', 0));
-        else
-          item.sentIn = null;     // a subscribe or unsubscribe is simply redone
+        } else {
+          item.sentIn = null;
+        }
       }
       this._workRunning = false;
     }
@@ -392,15 +402,29 @@
       this._setStatus('closed');
     }
 
-    /* A rid's request is out: its packets must wait for it. */
-    _sent(session, rid) {
+    /*
+     * The session's next rid, in flight from here on; null if the session
+     * has ended.  At most one poll and one work request are in flight, so
+     * rids stay inside the bridge's window of two, and the bridge keeps its
+     * last poll answer and its last work answer until the next of the same
+     * kind: a retry always finds its answer.
+     */
+    _takeRid(session) {
+      if (session.stop.signal.aborted) return null;
+      const rid = session.nextRid++;
       session.inflight.add(rid);
+      return rid;
+    }
+
+    /* A rid is no longer in flight. */
+    _settled(session, rid) {
+      session.inflight.delete(rid);
     }
 
     /* A rid's response is in: hand out every packet now in order. */
     _answered(session, rid, packets) {
-      session.inflight.delete(rid);
       session.answered.set(rid, packets || []);
+      this._settled(session, rid);
       this._drain(session, false);
     }
 
@@ -419,8 +443,8 @@
     /* Hold polls until the session ends; resolves to the condition that ended it. */
     async _pollLoop(session) {
       while (!session.stop.signal.aborted) {
-        const rid = session.nextRid++;
-        this._sent(session, rid);
+        const rid = this._takeRid(session);
+        if (rid === null) break;
         let answer;
         try {
           answer = await this._request(session, {sid: session.sid, rid},
@@ -433,7 +457,7 @@
           this._answered(session, rid, json.packets);
           continue;
         }
-        session.inflight.delete(rid);
+        this._settled(session, rid);
         if (SESSION_LOST.has(json.error)) return json.error;
         // anything else is unexpected for a poll: start over, resuming
         this._emit('error', new CometError(json.error || 'internal-error', json.message, answer.status));
@@ -469,18 +493,26 @@
     /* One request for the waiting items (at most MAX_ITEMS_PER_REQUEST). */
     async _runWork(session) {
       this._workRunning = true;
+      const rid = this._takeRid(session);
+      if (rid === null) {             // the session ended; the items wait for the next one
+        this._workRunning = false;
+        return;
+      }
       const items = this._work.filter(w => !w.sentIn).slice(0, MAX_ITEMS_PER_REQUEST);
       for (const item of items) item.sentIn = session;
       // the bridge answers subscribe items first, then unsubscribe, then send
       const subscribes = items.filter(w => w.subscribe !== undefined);
       const unsubscribes = items.filter(w => w.unsubscribe !== undefined);
       const sends = items.filter(w => w.send !== undefined);
-      const body = {sid: session.sid, rid: session.nextRid++};
+      const body = {sid: session.sid, rid};
       if (subscribes.length) body.subscribe = subscribes.map(w => w.subscribe);
+      // a channel that delivered packets before an earlier session ended resumes from there
+      const resume = {};
+      for (const w of subscribes)
+        if (this._lastSeq.has(w.subscribe)) resume[w.subscribe] = this._lastSeq.get(w.subscribe);
+      if (Object.keys(resume).length) body.resume = resume;
       if (unsubscribes.length) body.unsubscribe = unsubscribes.map(w => w.unsubscribe);
       if (sends.length) body.send = sends.map(w => w.send);
-      this._sent(session, body.rid);
-
       let answer;
       try {
         answer = await this._request(session, body, WORK_TIMEOUT_MS);
@@ -512,7 +544,7 @@
         });
         this._answered(session, body.rid, json.packets);
       } else {
-        session.inflight.delete(body.rid);
+        this._settled(session, body.rid);
         if (SESSION_LOST.has(json.error)) {
           // the poll learns it too; put back what can be redone safely
           for (const item of settled) {
