@@ -8,7 +8,9 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$COMET_ROOT"
 
-deps_install $COMET_PACKAGES_BUILD || exit 1
+deps_install $COMET_PACKAGES_BUILD $COMET_PACKAGES_BROWSER || exit 1
+node_install
+npm_ci "$COMET_ROOT/tests/browser"
 build_install || die "build failed"
 
 # results of an earlier run must not be mistaken for this one's
@@ -82,6 +84,42 @@ grep -aE '^(not )?ok |^Result|^Files=|^bridge/t/' "$WORK/blackbox.out"
 count "$(grep -ac '^ok ' "$WORK/blackbox.out" || true)" \
 	"$(grep -ac '^not ok ' "$WORK/blackbox.out" || true)" bridge-blackbox
 grep -aq '^Result: PASS' "$WORK/blackbox.out" || { count 0 1 bridge-blackbox-run; tail -n 80 "$WORK/blackbox.out"; }
+
+# node --test with the TAP reporter ends with "# pass N", "# fail N", ...;
+# a skipped or cancelled test is not a pass.
+count_node_output() {
+	local out=$1 suite=$2 pass fail
+	pass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$out" | tail -n 1)
+	fail=$(awk '/^# (fail|cancelled|skipped|todo) [0-9]+$/ { n += $3 } END { print n + 0 }' "$out")
+	if [ -z "$pass" ]; then
+		log "$suite: the runner printed no summary"
+		count 0 1 "$suite"
+		return
+	fi
+	count "$pass" "${fail:-0}" "$suite"
+}
+
+# the client and the browser suites run the sanitizer build of the bridge too
+export COMET_BRIDGE="$COMET_ROOT/bridge/asan/comet-bridge"
+export COMET_TEST_DB="host=$PGHOST port=$PGPORT user=postgres dbname=postgres"
+export ASAN_OPTIONS="log_path=$WORK/sanitizer/asan:detect_leaks=1"
+export UBSAN_OPTIONS="log_path=$WORK/sanitizer/ubsan:print_stacktrace=1"
+
+log "suite: client (comet.js under Node against a real bridge)"
+node --test --test-reporter=tap client/test/*.test.mjs >"$WORK/client.out" 2>&1
+grep -aE '^ *(not )?ok |^# (tests|pass|fail|cancelled|skipped|todo) ' "$WORK/client.out"
+count_node_output "$WORK/client.out" client
+grep -aq '^# fail 0$' "$WORK/client.out" || tail -n 120 "$WORK/client.out"
+
+log "suite: browser (Grid-o-Matic in headless chromium)"
+export COMET_ARTIFACTS="$COMET_ROOT/tests/browser/artifacts"
+node --test --test-reporter=tap tests/browser/*.test.mjs >"$WORK/browser.out" 2>&1
+grep -aE '^ *(not )?ok |^# (tests|pass|fail|cancelled|skipped|todo) ' "$WORK/browser.out"
+count_node_output "$WORK/browser.out" browser
+grep -aq '^# fail 0$' "$WORK/browser.out" || tail -n 120 "$WORK/browser.out"
+log "browser screenshots: tests/browser/artifacts/"
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
 # any sanitizer report from the bridge is a failure
 if ls "$WORK/sanitizer"/* >/dev/null 2>&1; then
 	log "sanitizer reports:"
