@@ -32,6 +32,19 @@
 /* Keep-alive connections idle longer than this are closed (not held ones). */
 #define HTTP_IDLE_TIMEOUT_S 120
 
+/*
+ * One client connection, watched for hang-up (EPOLLRDHUP) from its start to
+ * its end, so that holding and answering a poll costs no epoll_ctl.  The
+ * first hang-up ends the watch: the connection carries no more requests.
+ */
+typedef struct HttpConnWatch
+{
+	Http	   *http;
+	int			fd;				/* -1 once the watch has ended */
+	bool		hung_up;		/* the client has closed its side */
+	HttpRequest *held;			/* the request held on it, if any */
+} HttpConnWatch;
+
 struct HttpRequest
 {
 	Http	   *http;
@@ -44,7 +57,8 @@ struct HttpRequest
 	bool		gone;			/* the client hung up while held */
 	struct MHD_Response *response;	/* ready to be queued */
 	unsigned	status;
-	int			watched_fd;		/* -1 unless held */
+	HttpConnWatch *watch;		/* its connection's, while held */
+	HttpRequest *next_hung_up;	/* in Http.hung_up */
 	void	   *owner;
 	const char *cors_origin;	/* an allowed Origin, or NULL */
 };
@@ -64,9 +78,11 @@ struct Http
 	size_t		pending;
 	int			port;
 	bool		resumed;		/* MHD_run must see resumed connections */
+	HttpRequest *hung_up;		/* held after their client had gone */
 };
 
 static void http_drive(Http *http);
+static void http_unhold(HttpRequest *req);
 
 /* libmicrohttpd's own messages (a client that sent garbage, ...): debug. */
 static void
@@ -142,11 +158,7 @@ http_answer(Http *http, HttpRequest *req, int status, const char *body, size_t l
 		MHD_destroy_response(req->response);	/* answered twice: keep the last */
 	req->response = response;
 	req->status = (unsigned) status;
-	if (req->watched_fd >= 0)
-	{
-		loop_unwatch(http->loop, req->watched_fd);
-		req->watched_fd = -1;
-	}
+	http_unhold(req);
 	if (req->suspended)
 	{
 		req->suspended = false;
@@ -158,15 +170,22 @@ http_answer(Http *http, HttpRequest *req, int status, const char *body, size_t l
 
 /* ---- the held socket watch ------------------------------------------------ */
 
+/* The request is no longer held: its connection's watch forgets it. */
 static void
-http_hangup(Loop *loop, int fd, uint32_t events, void *arg)
+http_unhold(HttpRequest *req)
 {
-	HttpRequest *req = arg;
+	if (req->watch != NULL && req->watch->held == req)
+		req->watch->held = NULL;
+	req->watch = NULL;
+}
+
+/* A held request's client has gone: tell the owner, let MHD close it. */
+static void
+http_client_gone(HttpRequest *req)
+{
 	Http	   *http = req->http;
 
-	(void) events;
-	loop_unwatch(loop, fd);
-	req->watched_fd = -1;
+	http_unhold(req);
 	req->gone = true;
 	http->hooks.client_gone(http->hooks.ctx, req, req->owner);
 	if (req->suspended)
@@ -178,19 +197,74 @@ http_hangup(Loop *loop, int fd, uint32_t events, void *arg)
 	}
 }
 
+/* EPOLLRDHUP (or an error) on a connection. */
+static void
+http_conn_hangup(Loop *loop, int fd, uint32_t events, void *arg)
+{
+	HttpConnWatch *watch = arg;
+
+	(void) events;
+	/* level-triggered: stop watching, or it would fire until MHD closes it */
+	loop_unwatch(loop, fd);
+	watch->fd = -1;
+	watch->hung_up = true;
+	if (watch->held != NULL)
+		http_client_gone(watch->held);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: a connection starts or ends. */
+static void
+http_conn_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
+				 enum MHD_ConnectionNotificationCode code)
+{
+	Http	   *http = cls;
+	HttpConnWatch *watch = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+	{
+		const union MHD_ConnectionInfo *info =
+			MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		watch = calloc(1, sizeof(HttpConnWatch));
+		*socket_context = watch;
+		if (watch == NULL)
+			return;				/* no hang-up detection for this one */
+		watch->http = http;
+		watch->fd = info ? info->connect_fd : -1;
+		/* hang-up only: a pipelined request must not look like a departure */
+		if (watch->fd >= 0 &&
+			loop_watch(http->loop, watch->fd, EPOLLRDHUP, http_conn_hangup, watch) != 0)
+			watch->fd = -1;
+		return;
+	}
+	if (watch == NULL)
+		return;
+	if (watch->fd >= 0)
+		loop_unwatch(http->loop, watch->fd);
+	if (watch->held != NULL)
+		watch->held->watch = NULL;
+	free(watch);
+	*socket_context = NULL;
+}
+
 void
 http_hold(Http *http, HttpRequest *req, void *owner)
 {
 	const union MHD_ConnectionInfo *info =
-		MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+		MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	HttpConnWatch *watch = info ? info->socket_context : NULL;
 
 	req->owner = owner;
-	if (info == NULL || req->watched_fd >= 0)
+	if (watch == NULL || req->watch != NULL)
 		return;
-	req->watched_fd = info->connect_fd;
-	/* hang-up only: a pipelined request must not look like a departure */
-	if (loop_watch(http->loop, req->watched_fd, EPOLLRDHUP, http_hangup, req) != 0)
-		req->watched_fd = -1;
+	req->watch = watch;
+	watch->held = req;
+	if (watch->hung_up)
+	{
+		/* gone already: say so once the request is suspended (http_idle) */
+		req->next_hung_up = http->hung_up;
+		http->hung_up = req;
+	}
 }
 
 /* ---- routes --------------------------------------------------------------- */
@@ -344,7 +418,6 @@ http_access(void *cls, struct MHD_Connection *connection, const char *url,
 			return MHD_NO;
 		req->http = http;
 		req->connection = connection;
-		req->watched_fd = -1;
 		req->cors_origin = http_allowed_origin(http, connection);
 		req->is_comet = strcmp(method, "POST") == 0 && strcmp(url, "/comet") == 0;
 		*con_cls = req;
@@ -421,8 +494,15 @@ http_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
 	(void) toe;
 	if (req == NULL)
 		return;
-	if (req->watched_fd >= 0)
-		loop_unwatch(req->http->loop, req->watched_fd);
+	http_unhold(req);
+	{
+		HttpRequest **link = &req->http->hung_up;
+
+		while (*link != NULL && *link != req)
+			link = &(*link)->next_hung_up;
+		if (*link == req)
+			*link = req->next_hung_up;
+	}
 	if (req->response != NULL)
 		MHD_destroy_response(req->response);
 	buf_free(&req->body);
@@ -460,6 +540,15 @@ http_idle(Loop *loop, void *arg)
 	Http	   *http = arg;
 
 	(void) loop;
+	while (http->hung_up != NULL)
+	{
+		HttpRequest *req = http->hung_up;
+
+		http->hung_up = req->next_hung_up;
+		req->next_hung_up = NULL;
+		if (req->watch != NULL && !req->gone)
+			http_client_gone(req);
+	}
 	/* answering inside MHD_run can resume more: run until none is left */
 	while (http->resumed)
 		http_drive(http);
@@ -575,6 +664,7 @@ http_create(Loop *loop, const HttpOptions *options, const HttpHooks *hooks,
 									MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) HTTP_IDLE_TIMEOUT_S,
 									MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int) 1024,
 									MHD_OPTION_NOTIFY_COMPLETED, http_completed, http,
+									MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, http,
 									MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, http,
 									MHD_OPTION_END);
 	if (http->daemon == NULL)

@@ -974,6 +974,78 @@ decode_members(RequestDecoder *decoder, struct json_object *root)
  * freed with proto_request_free; PROTO_BAD_REQUEST leaves *request empty
  * with nothing to free and describes the problem in message.
  */
+/*
+ * The request almost every exchange is, a poll {"sid":"S","rid":N}, read
+ * without building a JSON tree: members "sid" and "rid" once each, in
+ * either order, JSON whitespace between tokens, a sid of the characters
+ * decode_sid allows, a rid of plain digits (no sign, fraction, exponent or
+ * leading zero) below 2^53.  Anything else returns false and takes the full
+ * way, which also decides every error.
+ */
+static bool
+decode_plain_poll(const char *body, size_t len, ProtoRequest *request)
+{
+	size_t		pos = json_skip_space(body, len, 0);
+	bool		seen_sid = false;
+	bool		seen_rid = false;
+
+	if (pos >= len || body[pos] != '{')
+		return false;
+	while (!(seen_sid && seen_rid))
+	{
+		pos = json_skip_space(body, len, pos + 1);	/* after '{' or ',' */
+		if (len - pos >= 5 && memcmp(body + pos, "\"sid\"", 5) == 0 && !seen_sid)
+		{
+			size_t		start;
+
+			pos = json_skip_space(body, len, pos + 5);
+			if (pos >= len || body[pos] != ':')
+				return false;
+			pos = json_skip_space(body, len, pos + 1);
+			if (pos >= len || body[pos] != '"')
+				return false;
+			start = ++pos;
+			while (pos < len && pos - start <= PROTO_SID_MAX &&
+				   ((body[pos] >= 'A' && body[pos] <= 'Z') || (body[pos] >= 'a' && body[pos] <= 'z') ||
+					json_is_digit(body[pos]) || body[pos] == '.' || body[pos] == '_' || body[pos] == '-'))
+				pos++;
+			if (pos >= len || body[pos] != '"' || pos == start || pos - start > PROTO_SID_MAX)
+				return false;
+			memcpy(request->sid, body + start, pos - start);
+			request->sid[pos - start] = '\0';
+			pos++;
+			seen_sid = true;
+		}
+		else if (len - pos >= 5 && memcmp(body + pos, "\"rid\"", 5) == 0 && !seen_rid)
+		{
+			uint64_t	rid = 0;
+			size_t		start;
+
+			pos = json_skip_space(body, len, pos + 5);
+			if (pos >= len || body[pos] != ':')
+				return false;
+			start = pos = json_skip_space(body, len, pos + 1);
+			while (pos < len && json_is_digit(body[pos]) && pos - start < 17)
+				rid = rid * 10 + (uint64_t) (body[pos++] - '0');
+			if (pos == start || pos - start > 16 || (body[start] == '0' && pos - start > 1) ||
+				rid >= PROTO_RID_LIMIT || (pos < len && (body[pos] == '.' || body[pos] == 'e' ||
+														 body[pos] == 'E')))
+				return false;
+			request->rid = rid;
+			seen_rid = true;
+		}
+		else
+			return false;
+		pos = json_skip_space(body, len, pos);
+		if (pos >= len || body[pos] != (seen_sid && seen_rid ? '}' : ','))
+			return false;
+	}
+	if (json_skip_space(body, len, pos + 1) != len)
+		return false;
+	request->has_sid = true;
+	return true;
+}
+
 ProtoCondition
 proto_decode_request(const char *body, size_t len, ProtoRequest *request,
 					 char *message, size_t message_len)
@@ -986,6 +1058,9 @@ proto_decode_request(const char *body, size_t len, ProtoRequest *request,
 	memset(request, 0, sizeof(*request));
 	if (message != NULL && message_len > 0)
 		message[0] = '\0';
+	if (decode_plain_poll(body, len, request))
+		return PROTO_OK;
+	memset(request, 0, sizeof(*request));
 
 	if (!decode_check_body(&decoder, body, len))
 		return PROTO_BAD_REQUEST;

@@ -869,9 +869,79 @@ test_notify(void)
 	buf_free(&expected);
 }
 
+/* Whether body decodes as exactly the poll {sid, rid} and nothing else. */
+static bool
+decodes_as_poll(const char *body, const char *sid, uint64_t rid)
+{
+	ProtoRequest request;
+	bool		ok;
+
+	if (decode(body, strlen(body), &request) != PROTO_OK)
+		return false;
+	ok = request.has_sid && strcmp(request.sid, sid) == 0 && request.rid == rid &&
+		!request.has_wait && request.auth_json == NULL && !request.terminate &&
+		request.nsubscribe == 0 && request.nunsubscribe == 0 && request.nsend == 0 &&
+		request.nresume == 0;
+	proto_request_free(&request);
+	return ok;
+}
+
+/*
+ * A pure poll is read without json-c (decode_plain_poll); whatever it does
+ * not take goes the full way, so the two must agree on every body.
+ */
+static void
+test_plain_polls(void)
+{
+	static const char *const refused[] = {
+		"{\"sid\":\"abc\",\"rid\":01}",		/* leading zero: not JSON */
+		"{\"sid\":\"abc\",\"rid\":-1}",
+		"{\"sid\":\"abc\",\"rid\":1.0}",
+		"{\"sid\":\"abc\",\"rid\":1e3}",
+		"{\"sid\":\"abc\",\"rid\":9007199254740992}",	/* 2^53 */
+		"{\"sid\":\"abc\",\"rid\":90071992547409920}",
+		"{\"sid\":\"\",\"rid\":1}",
+		"{\"sid\":\"a b\",\"rid\":1}",
+		"{\"sid\":\"abc\",\"rid\":1,}",
+		"{\"sid\":\"abc\",\"rid\":1} x",
+		"{\"sid\":\"abc\" \"rid\":1}",
+		"{\"sid\":\"abc\",\"rid\":\"1\"}",
+		"{\"sid\":\"abc\",\"rid\":1",
+	};
+	char		long_sid[PROTO_SID_MAX + 2];
+	char		body[256];
+	size_t		i;
+	ProtoRequest request;
+
+	CHECK(decodes_as_poll("{\"sid\":\"n1.Ab_c-9\",\"rid\":42}", "n1.Ab_c-9", 42),
+		  "a plain poll decodes");
+	CHECK(decodes_as_poll(" {\t\"rid\" : 0 ,\r\n \"sid\" :\"x\" } \n", "x", 0),
+		  "in either order, with whitespace, rid 0");
+	CHECK(decodes_as_poll("{\"sid\":\"x\",\"rid\":9007199254740991}", "x",
+						  UINT64_C(9007199254740991)), "rid 2^53 - 1");
+	CHECK(decodes_as_poll("{\"sid\":\"x\",\"rid\":1,\"rid\":2}", "x", 2),
+		  "a repeated member goes the full way (the last one counts)");
+	CHECK(decodes_as_poll("{\"sid\":\"\\u0078\",\"rid\":1}", "x", 1),
+		  "an escaped sid goes the full way");
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		CHECK(decode(refused[i], strlen(refused[i]), &request) == PROTO_BAD_REQUEST &&
+			  request_is_empty(&request), "refused: %s (%s)", refused[i], message);
+
+	memset(long_sid, 'a', sizeof(long_sid));
+	long_sid[PROTO_SID_MAX] = '\0';
+	snprintf(body, sizeof(body), "{\"sid\":\"%s\",\"rid\":7}", long_sid);
+	CHECK(decodes_as_poll(body, long_sid, 7), "a sid of PROTO_SID_MAX characters");
+	long_sid[PROTO_SID_MAX] = 'a';
+	long_sid[PROTO_SID_MAX + 1] = '\0';
+	snprintf(body, sizeof(body), "{\"sid\":\"%s\",\"rid\":7}", long_sid);
+	CHECK(decode(body, strlen(body), &request) == PROTO_BAD_REQUEST,
+		  "a sid one longer is refused (%s)", message);
+}
+
 int
 main(void)
 {
+	test_plain_polls();
 	test_valid_requests();
 	test_rid();
 	test_member_types();
