@@ -42,7 +42,10 @@
 #include "mem.h"
 
 #define BROKER_SQL_MAX 600
-/* A resume answer carries at most max(--max-pending, this) packets a channel. */
+/*
+ * A resume answer carries at most max(--max-pending, this) packets a
+ * channel, the oldest first; the client resumes again for the rest.
+ */
 #define BROKER_RESUME_MIN 1000
 /* Ended sessions remembered, so that their client learns why (overflow). */
 #define BROKER_TOMBSTONES 1024
@@ -108,6 +111,7 @@ typedef struct Step
 	int			next_send;
 	int			nresume;
 	ProtoResumeItem *resume;
+	int64_t    *resume_limit;	/* per resume item: most packets to read, 0 none */
 	/* what the answer will say */
 	Buf			results;		/* ,{...},{...} */
 	Buf			positions;		/* ,"ch":57 */
@@ -215,6 +219,7 @@ step_free(Step *step)
 	free(step->allowed);
 	free(step->position_of);
 	free(step->resume);
+	free(step->resume_limit);
 	free(step->subject);
 	free(step->auth_json);
 	buf_free(&step->results);
@@ -520,9 +525,10 @@ step_resumed(void *arg, PGresult *result)
 		const char *channel = step->resume[r].channel;
 		int64_t		upto = step_position(step, channel);
 		int64_t		expected = step->resume[r].seq + 1;
+		int64_t		rows = 0;
 		int			i;
 
-		if (upto < 0)
+		if (upto < 0 || step->resume_limit[r] == 0)
 			continue;
 		for (i = 0; i < PQntuples(result); i++)
 		{
@@ -531,13 +537,22 @@ step_resumed(void *arg, PGresult *result)
 			if (strcmp(PQgetvalue(result, i, 0), channel) != 0)
 				continue;
 			seq = strtoll(PQgetvalue(result, i, 1), NULL, 10);
+			if (seq > upto)
+				continue;		/* committed after the position: it comes live */
+			/* what prune took: the only packets ever reported as a gap */
 			if (seq > expected)
 				step_add_extra(step, packet_new_gap(channel, expected, seq - 1));
 			step_add_extra(step, packet_new(channel, seq, PQgetvalue(result, i, 2),
 											(size_t) PQgetlength(result, i, 2)));
 			expected = seq + 1;
+			rows++;
 		}
-		if (expected <= upto)
+		/*
+		 * A full chunk leaves the rest to the client, which asks again from
+		 * its last seq (positions say how far it has to go); fewer rows
+		 * mean nothing later than them is kept.
+		 */
+		if (expected <= upto && rows < step->resume_limit[r])
 			step_add_extra(step, packet_new_gap(channel, expected, upto));
 	}
 	step_sends(step);
@@ -560,25 +575,16 @@ step_resume(Step *step)
 		if (most < BROKER_RESUME_MIN)
 			most = BROKER_RESUME_MIN;
 
+		step->resume_limit[r] = 0;
 		if (upto < 0 || step->resume[r].seq >= upto)
 			continue;
-		if (upto - step->resume[r].seq > most)
-		{
-			/*
-			 * More to catch up than one answer should carry: the newest
-			 * packets, and an explicit gap before them.
-			 */
-			int64_t		cut = upto - most;
-
-			step_add_extra(step, packet_new_gap(step->resume[r].channel,
-												step->resume[r].seq + 1, cut));
-			step->resume[r].seq = cut;
-		}
+		/* one answer carries the oldest `most` packets; the client asks for more */
+		step->resume_limit[r] = upto - step->resume[r].seq > most ? most : upto - step->resume[r].seq;
 		if (n++ > 0)
 			buf_append_char(&spec, ',');
 		buf_append_json_string(&spec, step->resume[r].channel, strlen(step->resume[r].channel));
-		buf_printf(&spec, ":{\"after\":%lld,\"upto\":%lld}",
-				   (long long) step->resume[r].seq, (long long) upto);
+		buf_printf(&spec, ":{\"after\":%lld,\"count\":%lld}",
+				   (long long) step->resume[r].seq, (long long) step->resume_limit[r]);
 	}
 	buf_append_char(&spec, '}');
 	if (n == 0)
@@ -592,7 +598,7 @@ step_resume(Step *step)
 			 "SELECT r.key, p.seq, p.data::text"
 			 " FROM jsonb_each($1::jsonb) r,"
 			 " LATERAL comet.replay(r.key, (r.value->>'after')::bigint,"
-			 "   ((r.value->>'upto')::bigint - (r.value->>'after')::bigint)::int) p"
+			 "   (r.value->>'count')::int) p"
 			 " ORDER BY r.key, p.seq",
 			 1, params, step_resumed, step);
 	buf_free(&spec);
@@ -889,6 +895,7 @@ step_new(Broker *broker, HttpRequest *req, const ProtoRequest *request, bool set
 	}
 	step->nresume = request->nresume;
 	step->resume = mem_alloc(sizeof(ProtoResumeItem) * (request->nresume + 1));
+	step->resume_limit = mem_alloc(sizeof(int64_t) * (request->nresume + 1));
 	if (request->nresume > 0)
 		memcpy(step->resume, request->resume, sizeof(ProtoResumeItem) * request->nresume);
 	return step;

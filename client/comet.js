@@ -94,6 +94,8 @@
       this._handlers = new Map();
       this._channels = new Set(options.channels || []);
       this._subscribing = new Set();        // asked for, not yet confirmed
+      this._catchingUp = new Map();         // channel -> position to reach by resuming
+      this._caughtUp = [];                  // polls waiting for catch-ups to end
       this._lastSeq = new Map(Object.entries(options.resume || {}));
       this._closed = false;
       this._stop = new AbortController();   // aborts everything on close()
@@ -368,7 +370,48 @@
         if (!this._lastSeq.has(channel)) this._lastSeq.set(channel, position);
       this._setStatus('online');
       for (const packet of json.packets || []) this._deliver(packet);
+      // channels re-subscribed with resume after packets were delivered on them
+      for (const item of this._work)
+        if (item.subscribe !== undefined && !item.sentIn && this._lastSeq.has(item.subscribe))
+          this._catchingUp.set(item.subscribe, Infinity);
+      this._followPositions(json.positions);
       this._kickWork();
+    }
+
+    /*
+     * A resume answer carries at most some packets a channel, the oldest
+     * first: while a channel's last delivered seq is below its position,
+     * ask again (subscribe with resume) until it is there.  No poll is held
+     * meanwhile, so the live packets the session queues come after the
+     * catch-up, in the same answers, in order.
+     */
+    _followPositions(positions) {
+      for (const [channel, position] of Object.entries(positions || {})) {
+        const last = this._lastSeq.get(channel);
+        if (typeof position !== 'number' || last === undefined || last >= position) {
+          this._catchingUp.delete(channel);
+          continue;
+        }
+        this._catchingUp.set(channel, position);
+        if (!this._work.some(w => w.subscribe === channel))
+          this._queueWork({subscribe: channel, catchUp: true}).catch(error => {
+            // cannot resume any more (no longer allowed): say what is missing
+            const from = this._lastSeq.get(channel);
+            this._catchingUp.delete(channel);
+            this._wakePolls();
+            if (from !== undefined && from < position) {
+              this._lastSeq.set(channel, position);
+              this._emit('gap', {channel, from: from + 1, to: position});
+            }
+            if (error.condition !== 'closed') this._emit('error', error);
+          });
+      }
+      this._wakePolls();
+    }
+
+    _wakePolls() {
+      if (this._catchingUp.size === 0)
+        for (const wake of this._caughtUp.splice(0)) wake();
     }
 
     _endSession(why) {
@@ -443,6 +486,15 @@
     /* Hold polls until the session ends; resolves to the condition that ended it. */
     async _pollLoop(session) {
       while (!session.stop.signal.aborted) {
+        while (this._catchingUp.size > 0 && !session.stop.signal.aborted)
+          await new Promise(wake => {
+            const done = () => {
+              session.stop.signal.removeEventListener('abort', done);
+              wake();
+            };
+            this._caughtUp.push(done);
+            session.stop.signal.addEventListener('abort', done, {once: true});
+          });
         const rid = this._takeRid(session);
         if (rid === null) break;
         let answer;
@@ -543,6 +595,7 @@
           }
         });
         this._answered(session, body.rid, json.packets);
+        if (subscribes.length) this._followPositions(json.positions);
       } else {
         this._settled(session, body.rid);
         if (SESSION_LOST.has(json.error)) {

@@ -2,7 +2,9 @@
 # "resume": {"channel": last seq seen}.  The setup answer carries every kept
 # packet after that seq, in order; packets pruned meanwhile are announced
 # as a gap {"from", "to"} before the kept ones; live packets follow without
-# duplicates.  Nothing is lost silently.
+# duplicates.  Nothing is lost silently.  A catch-up longer than one answer
+# carries comes in chunks, oldest first: the client asks again from its
+# last seq until it reaches the position.
 use strict;
 use warnings;
 use FindBin;
@@ -89,6 +91,28 @@ subtest 'a gap when every packet after the seq was pruned' => sub {
 	is_deeply($s->response->{packets}, [ { channel => 'pruned', gap => { from => 3, to => 5 } } ],
 		'a gap from 3 to 5');
 	is_deeply($s->response->{positions}, { pruned => 5 }, 'position is 5');
+};
+
+subtest 'a catch-up longer than one answer comes in chunks, oldest first, without a gap' => sub {
+	grant('long', ['subscribe']);
+	sql(q{SELECT comet.send('long', jsonb_build_object('n', i)) FROM generate_series(1, 2500) i});
+	my $s = $bridge->setup(subscribe => ['long'], resume => { long => 0 });
+	is($s->status, 200, 'setup succeeds') or return;
+	my @seqs = map { $_->{seq} // "gap" } @{ $s->response->{packets} // [] };
+	is_deeply(\@seqs, [ 1 .. 1000 ], 'the answer carries the oldest 1,000 (max(--max-pending, 1000))');
+	is($s->response->{positions}{long}, 2500, 'positions say how far there is to go');
+	my $last = $seqs[-1];
+	for my $round (1, 2)
+	{
+		my ($status, undef, $json) = $s->request(subscribe => ['long'], resume => { long => $last });
+		is($status, 200, "asking again from $last") or return;
+		my @more = map { $_->{seq} // "gap" } @{ $json->{packets} // [] };
+		is_deeply(\@more, [ $last + 1 .. ($round == 1 ? 2000 : 2500) ], 'the next chunk, no gap');
+		$last = $more[-1] // $last;
+	}
+	sql(q{SELECT comet.send('long', '{"n": 2501}')});
+	my $packets = $s->collect(1, 3);
+	is_deeply([ map { $_->{seq} } @$packets ], [ 2501 ], 'then live packets follow');
 };
 
 ok($bridge->alive, 'the bridge still runs');

@@ -321,3 +321,21 @@ test('a long-lived client does not pile up abort listeners across sessions', TES
   await new Promise(resolve => setImmediate(resolve));
   assert.deepEqual(warnings, [], 'no listener leak');
 });
+
+test('a catch-up longer than one resume answer: every seq once, in order, no gap, then live packets', TEST, async t => {
+  // the bridge carries at most max(--max-pending, 1000) resumed packets a
+  // channel in one answer, the oldest first; the client asks again
+  const bridge = await startBridge(db, ['--wait', '20']);
+  defer(t, () => bridge.stop());
+  await db.sql(`SELECT comet.send('s:long', jsonb_build_object('n', i)) FROM generate_series(1, 2600) i`);
+  const recorder = recordingFetch();
+  const rec = newClient(bridge.url, {channels: ['s:long'], resume: {'s:long': 0}, fetch: recorder.fetch}, t);
+  await rec.waitPackets('s:long', 2600, 20000);
+  await db.sql(sendEachSql('s:long', 2601, 2602));
+  await rec.waitPackets('s:long', 2602, 10000);
+  await barrier(rec, 's:long');
+  const got = seen(rec, 's:long');
+  assert.deepEqual(got.slice(0, 2602), range(1, 2602), 'every seq once, in order, no gap');
+  const asked = recorder.log.filter(e => e.kind === 'work' && e.body.resume && e.body.resume['s:long'] !== undefined);
+  assert.deepEqual(asked.map(e => e.body.resume['s:long']), [1000, 2000], 'asked again from 1000, then 2000');
+});
