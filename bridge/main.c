@@ -12,6 +12,7 @@
  * with system-shutdown, give the answers a moment to leave, exit 0.
  */
 #include <ctype.h>
+#include <unistd.h>
 #include <errno.h>
 #include <getopt.h>
 #include <libpq-fe.h>
@@ -79,6 +80,7 @@ usage(FILE *out)
 			"  --receive-function F        default comet.receive         (F(subject, sid, channel text, data jsonb))\n"
 			"  --session-function F        called when sessions open and end (default none)\n"
 			"  --node-id NAME              prefix of session ids, for routing between bridges\n"
+			"                              (default: the host name and the port, HOST-PORT)\n"
 			"  --help, --version\n");
 }
 
@@ -162,9 +164,29 @@ valid_node_id(const char *id)
 }
 
 /*
+ * The default --node-id: the host name (letters, digits and '-'; anything
+ * else becomes '-'), cut to 24 characters, then "-PORT" — so that a bridge
+ * restarted on the same host and port routes and cleans up as before.
+ */
+static void
+default_node_id(char *out, size_t outlen, int port)
+{
+	char		host[256] = "";
+	size_t		i;
+
+	if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "bridge");
+	host[24] = '\0';
+	for (i = 0; host[i]; i++)
+		if (!(isalnum((unsigned char) host[i]) || host[i] == '-'))
+			host[i] = '-';
+	snprintf(out, outlen, "%.24s-%d", host, port);
+}
+
+/*
  * Tell the session function that this bridge starts: F(NULL, prefix,
- * 'start', '{}'), where prefix begins every sid this bridge makes ("NAME."
- * with --node-id, else "").  Sessions of an earlier run of this bridge are
+ * 'start', '{}'), where prefix begins every sid this bridge makes
+ * ("NODE-ID.").  Sessions of an earlier run of this bridge are
  * gone, and if it was killed their ends were never reported.  Called before
  * the bridge serves, so it cannot race with a new session's "open".  A
  * failure is logged: presence is the application's, not the bridge's.
@@ -440,10 +462,16 @@ main(int argc, char **argv)
 	HttpHooks	http_hooks;
 	Running		running = {0};
 	char		err[256];
+	char		node_id[40];
 	int			status = parse_options(argc, argv, &options);
 
 	if (status >= 0)
 		return status;
+	if (options.node_id == NULL)
+	{
+		default_node_id(node_id, sizeof(node_id), options.port);
+		options.node_id = node_id;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	raise_file_limit();
 	if (!check_functions(&options))

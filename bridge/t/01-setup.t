@@ -37,11 +37,13 @@ subtest 'a sid carries at least 128 random bits and is new every time' => sub {
 		my $s = $bridge->setup(subscribe => []);
 		is($s->status, 200, 'setup succeeds') or last;
 		my $sid = $s->sid;
-		my $bits = $sid =~ /^[0-9a-f]+$/i ? 4 * length($sid) : 6 * length($sid);
+		like($sid, qr/^[A-Za-z0-9-]+\.[A-Za-z0-9_-]+$/, 'NODE-ID.random') if $_ == 1;
+		(my $random = $sid) =~ s/^.*\.//;
+		my $bits = $random =~ /^[0-9a-f]+$/i ? 4 * length($random) : 6 * length($random);
 		cmp_ok($bits, '>=', 128, "sid $sid is long enough for 128 bits") if $_ == 1;
 		ok(!$seen{$sid}++, "sid $sid was not handed out before");
 	}
-	my @sids = sort keys %seen;
+	my @sids = sort map { (my $r = $_) =~ s/^.*\.//; $r } keys %seen;
 	my $shared = 0;
 	for my $i (1 .. $#sids)
 	{
@@ -50,7 +52,7 @@ subtest 'a sid carries at least 128 random bits and is new every time' => sub {
 		$n++ while $n < length($a) && substr($a, $n, 1) eq substr($b, $n, 1);
 		$shared = $n if $n > $shared;
 	}
-	cmp_ok($shared, '<', 8, 'sids share no long common prefix (they are not a counter)');
+	cmp_ok($shared, '<', 8, 'random parts share no long common prefix (they are not a counter)');
 };
 
 subtest 'wait: the bridge\'s --wait when the client asks for none or for more' => sub {

@@ -26,9 +26,13 @@ my $bridge = start_bridge(args => ['--wait', '10', '--max-pending', '5', '--max-
 		'--session-function', 'presence']);
 
 subtest 'the session function hears "start" before the bridge serves' => sub {
-	is(sql(q{SELECT string_agg(coalesce(subject, '-') || ' ' || quote_literal(sid) || ' ' || event || ' '
-			|| channels::text, ';') FROM presence_log}), q{- '' start {}},
-		'one call: no subject, the sid prefix (empty without --node-id), no channels');
+	like(sql(q{SELECT string_agg(coalesce(subject, '-') || ' ' || sid || ' ' || event || ' '
+			|| channels::text, ';') FROM presence_log}), qr/^- [A-Za-z0-9-]+-${\ $bridge->port}\. start \{\}$/,
+		'one call: no subject, the sid prefix (HOST-PORT. without --node-id), no channels');
+	my $s = $bridge->setup(subscribe => []);
+	like($s->sid, qr/^[A-Za-z0-9-]+-${\ $bridge->port}\.[A-Za-z0-9_-]{22,}$/, 'sids begin with that prefix');
+	$s->request(terminate => JSON::PP::true);
+	sql(q{DELETE FROM presence_log WHERE event <> 'start'});
 	my $named = start_bridge(args => ['--wait', '10', '--node-id', 'n-7', '--session-function', 'presence']);
 	is(sql(q{SELECT sid FROM presence_log WHERE event = 'start' ORDER BY at DESC LIMIT 1}), 'n-7.',
 		'with --node-id the prefix is "NAME."');
