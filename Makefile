@@ -37,7 +37,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
 all: bridge/comet-bridge
 
-.PHONY: test run stop bench unit-test install-bridge bridge/comet-bridge
+.PHONY: test run stop bench fuzz unit-test install-bridge bridge/comet-bridge
 
 # comet-bridge: built by its own Makefile, installed next to the extension
 PREFIX ?= /usr/local
@@ -60,6 +60,10 @@ stop:
 bench:
 	bench/send/run.sh
 	bench/bridge/run.sh
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 # The template parser, built and tested outside the server.
 pl/test/template_test: pl/test/template_test.c pl/template.c pl/template.h

@@ -550,7 +550,8 @@ json_parse_checked(const char *text, size_t len, int max_depth,
 		*error = json_tokener_error_size;
 		return NULL;
 	}
-	tokener = json_tokener_new_ex(max_depth);
+	/* json-c counts the value inside the deepest container as a level too */
+	tokener = json_tokener_new_ex(max_depth + 1);
 	if (tokener == NULL)
 	{
 		fprintf(stderr, "comet-bridge: out of memory (json tokener)\n");

@@ -148,6 +148,17 @@ for diffs in regression.diffs output_iso/regression.diffs; do
 	fi
 done
 
+# fuzz/run.sh prints "fuzz: NAME ok (N runs)" or "fuzz: NAME FAILED ..." per harness
+log "suite: fuzz (short)"
+fuzz/run.sh 20 >"$WORK/fuzz.out" 2>&1
+fuzz_status=$?
+cat "$WORK/fuzz.out"
+count "$(grep -ac '^fuzz: [a-z_]* ok (' "$WORK/fuzz.out" || true)" \
+	"$(grep -ac '^fuzz: [a-z_]* FAILED' "$WORK/fuzz.out" || true)" fuzz
+# a run that failed before any harness said so (installing clang, say)
+[ "$fuzz_status" -eq 0 ] || grep -aq '^fuzz: [a-z_]* FAILED' "$WORK/fuzz.out" \
+	|| count 0 1 fuzz-run
+
 echo
 [ ${#FAILED_SUITES[@]} -gt 0 ] && echo "failed suites: ${FAILED_SUITES[*]}"
 echo "$PASSED passed, $FAILED failed"

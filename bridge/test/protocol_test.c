@@ -938,6 +938,45 @@ test_plain_polls(void)
 		  "a sid one longer is refused (%s)", message);
 }
 
+/*
+ * Inputs fuzz/request_fuzzer found or pinned down (fuzz/README.md): each is
+ * a behaviour that once broke, named by what it must do now.
+ */
+
+/* {"rid":1,"x":[[...[innermost]...]]}: depth levels, the object counted. */
+static void
+build_nested_body_around(Buf *body, int depth, const char *innermost)
+{
+	int			i;
+
+	buf_reset(body);
+	buf_append_str(body, "{\"rid\":1,\"x\":");
+	for (i = 2; i < depth; i++)
+		buf_append_char(body, '[');
+	buf_append_str(body, innermost);
+	for (i = 2; i < depth; i++)
+		buf_append_char(body, ']');
+	buf_append_char(body, '}');
+}
+
+static void
+test_fuzz_regressions(void)
+{
+	Buf			body = BUF_INIT;
+
+	/* json-c's depth counted the value inside the deepest container too */
+	build_nested_body_around(&body, 64, "[1]");
+	CHECK(accepted(body.data, body.len),
+		  "a body nested 64 levels deep with a value innermost is accepted");
+	build_nested_body_around(&body, 64, "{\"a\":1}");
+	CHECK(accepted(body.data, body.len),
+		  "a body nested 64 levels deep with a member innermost is accepted");
+	build_nested_body_around(&body, 65, "[1]");
+	CHECK(refused(body.data, body.len, "body is nested deeper than 64 levels"),
+		  "a body nested 65 levels deep with a value innermost is refused for its depth");
+	buf_free(&body);
+}
+
 int
 main(void)
 {
@@ -952,5 +991,6 @@ main(void)
 	test_conditions();
 	test_encoders();
 	test_notify();
+	test_fuzz_regressions();
 	return unit_done();
 }
