@@ -759,6 +759,28 @@ decode_wait(RequestDecoder *decoder, struct json_object *value)
 	return true;
 }
 
+/*
+ * Whether serialized JSON text has the escape \u0000 in a string: jsonb,
+ * which the bridge's SQL functions take, cannot store it (22P05), so such a
+ * value is refused here, with a message, instead of failing in the database.
+ */
+static bool
+json_text_has_nul(const char *text)
+{
+	const char *p;
+
+	for (p = text; *p; p++)
+	{
+		if (*p != '\\')
+			continue;
+		if (p[1] == 'u' && strncmp(p + 2, "0000", 4) == 0)
+			return true;
+		if (p[1] != '\0')
+			p++;				/* skip the escaped character ("\\\\" too) */
+	}
+	return false;
+}
+
 /* "auth": any object, kept as compact JSON text; null means none. */
 static bool
 decode_auth(RequestDecoder *decoder, struct json_object *value)
@@ -768,6 +790,8 @@ decode_auth(RequestDecoder *decoder, struct json_object *value)
 	if (!json_object_is_type(value, json_type_object))
 		return decoder_fail(decoder, "auth must be an object or null");
 	decoder->request->auth_json = json_serialize(value, NULL);
+	if (json_text_has_nul(decoder->request->auth_json))
+		return decoder_fail(decoder, "auth may not contain \\u0000");
 	return true;
 }
 
@@ -852,6 +876,8 @@ decode_send(RequestDecoder *decoder, struct json_object *value)
 			return decoder_fail(decoder, "send[%zu].data is missing", i);
 		send_item->data_json = json_serialize(data, NULL);
 		request->nsend = (int) i + 1;
+		if (json_text_has_nul(send_item->data_json))
+			return decoder_fail(decoder, "send[%zu].data may not contain \\u0000", i);
 	}
 	return true;
 }

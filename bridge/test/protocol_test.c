@@ -977,9 +977,34 @@ test_fuzz_regressions(void)
 	buf_free(&body);
 }
 
+/* jsonb cannot store \u0000: the decoder refuses it where SQL would get it. */
+static void
+test_nul_escapes(void)
+{
+	static const char *const refused[] = {
+		"{\"sid\":\"s\",\"rid\":1,\"send\":[{\"channel\":\"c\",\"data\":\"a\\u0000b\"}]}",
+		"{\"sid\":\"s\",\"rid\":1,\"send\":[{\"channel\":\"c\",\"data\":{\"k\\u0000\":1}}]}",
+		"{\"rid\":1,\"auth\":{\"token\":\"\\u0000\"}}",
+	};
+	const char *literal = "{\"sid\":\"s\",\"rid\":1,\"send\":[{\"channel\":\"c\",\"data\":\"\\\\u0000\"}]}";
+	ProtoRequest request;
+	size_t		i;
+
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		CHECK(decode(refused[i], strlen(refused[i]), &request) == PROTO_BAD_REQUEST &&
+			  strstr(message, "\\u0000") != NULL && request_is_empty(&request),
+			  "\\u0000 is refused: %s (%s)", refused[i], message);
+	CHECK(decode(literal, strlen(literal), &request) == PROTO_OK &&
+		  strcmp(request.send[0].data_json, "\"\\\\u0000\"") == 0,
+		  "a backslash followed by u0000 is only text, and passes (%s)",
+		  request.nsend ? request.send[0].data_json : message);
+	proto_request_free(&request);
+}
+
 int
 main(void)
 {
+	test_nul_escapes();
 	test_plain_polls();
 	test_valid_requests();
 	test_rid();
