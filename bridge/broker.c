@@ -62,7 +62,6 @@ typedef struct BrokerStats
 	unsigned long sessions_created;
 	unsigned long packets_delivered;
 	unsigned long notifications;
-	unsigned long errors[PROTO_CONDITION_COUNT];
 } BrokerStats;
 
 struct Broker
@@ -155,7 +154,6 @@ broker_error(Broker *broker, HttpRequest *req, ProtoCondition condition,
 {
 	Buf			body = BUF_INIT;
 
-	broker->stats.errors[condition]++;
 	if (condition == PROTO_INTERNAL_ERROR || condition == PROTO_SERVICE_UNAVAILABLE)
 		log_warn("answered %s: %s", proto_condition_name(condition), message);
 	else
@@ -240,7 +238,6 @@ step_fail(Step *step, ProtoCondition condition, const char *message)
 	{
 		Buf			body = BUF_INIT;
 
-		broker->stats.errors[condition]++;
 		proto_encode_error(&body, condition, message);
 		session_answer_work(session, step->req, step->rid,
 							proto_condition_status(condition), body.data, body.len);
@@ -842,13 +839,19 @@ step_authenticated(void *arg, PGresult *result)
 {
 	Step	   *step = arg;
 
-	if (!result_ok(result) || PQntuples(result) != 1)
+	if (!result_ok(result))
 	{
 		char		message[256];
-		ProtoCondition condition = broker_sql_error(result_ok(result) ? NULL : result,
-													true, message, sizeof(message));
+		ProtoCondition condition = broker_sql_error(result, true, message, sizeof(message));
 
 		step_fail(step, condition, message);
+		return;
+	}
+	if (PQntuples(result) != 1)
+	{
+		/* a set-returning function that gave no row (or several): its fault */
+		log_error("the authentication function returned %d rows, not 1", PQntuples(result));
+		step_fail(step, PROTO_INTERNAL_ERROR, "internal error");
 		return;
 	}
 	if (!PQgetisnull(result, 0, 0))
@@ -1071,7 +1074,8 @@ broker_http_metrics(void *ctx, Buf *body)
 			   delivery_channels_waiting(broker->deliveries));
 	for (c = PROTO_BAD_REQUEST; c < PROTO_CONDITION_COUNT; c++)
 		buf_printf(body, "comet_errors_total{condition=\"%s\"} %lu\n",
-				   proto_condition_name((ProtoCondition) c), broker->stats.errors[c]);
+				   proto_condition_name((ProtoCondition) c),
+				   broker->http ? http_error_count(broker->http, (ProtoCondition) c) : 0UL);
 }
 
 HttpHooks

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,8 +30,12 @@
 #include "mem.h"
 #include "protocol.h"
 
-/* Keep-alive connections idle longer than this are closed (not held ones). */
-#define HTTP_IDLE_TIMEOUT_S 120
+/*
+ * A connection that sends nothing for this long is closed: an idle
+ * keep-alive connection, or one stalled mid-request (slowloris).  Held
+ * polls and requests waiting for the database are suspended and exempt.
+ */
+#define HTTP_IDLE_TIMEOUT_S 30
 
 /*
  * One client connection, watched for hang-up (EPOLLRDHUP) from its start to
@@ -55,6 +60,7 @@ struct HttpRequest
 	bool		dispatched;		/* the body went to HttpHooks.comet */
 	bool		suspended;
 	bool		gone;			/* the client hung up while held */
+	bool		close_after;	/* close the connection after the answer */
 	struct MHD_Response *response;	/* ready to be queued */
 	unsigned	status;
 	HttpConnWatch *watch;		/* its connection's, while held */
@@ -79,6 +85,12 @@ struct Http
 	int			port;
 	bool		resumed;		/* MHD_run must see resumed connections */
 	HttpRequest *hung_up;		/* held after their client had gone */
+	unsigned	connection_limit;
+	unsigned long errors[PROTO_CONDITION_COUNT];	/* error answers sent, by condition */
+	bool		was_full;		/* at the connection limit after the last run */
+	unsigned	zero_timeouts;	/* timeouts of 0 in a row without progress */
+	unsigned long progress;		/* access handler calls and completions so far */
+	unsigned long progress_seen;	/* ... at the last run */
 };
 
 static void http_drive(Http *http);
@@ -126,9 +138,43 @@ http_queue(HttpRequest *req, unsigned status, struct MHD_Response *response)
 	enum MHD_Result result;
 
 	http_add_cors(req, response);
+	if (req->close_after)
+		MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
 	result = MHD_queue_response(req->connection, status, response);
 	MHD_destroy_response(response);
 	return result;
+}
+
+/*
+ * Count an answer that is an error ({"error":"<condition>",...}): every
+ * answer passes through here or http_queue_error, so /metrics sees them all.
+ */
+static void
+http_count_error(Http *http, const char *body, size_t len)
+{
+	static const char prefix[] = "{\"error\":\"";
+	int			c;
+
+	if (len < sizeof(prefix) || memcmp(body, prefix, sizeof(prefix) - 1) != 0)
+		return;
+	for (c = PROTO_BAD_REQUEST; c < PROTO_CONDITION_COUNT; c++)
+	{
+		const char *name = proto_condition_name((ProtoCondition) c);
+		size_t		n = strlen(name);
+
+		if (len >= sizeof(prefix) - 1 + n + 1 &&
+			memcmp(body + sizeof(prefix) - 1, name, n) == 0 && body[sizeof(prefix) - 1 + n] == '"')
+		{
+			http->errors[c]++;
+			return;
+		}
+	}
+}
+
+unsigned long
+http_error_count(const Http *http, ProtoCondition condition)
+{
+	return http->errors[condition];
 }
 
 static enum MHD_Result
@@ -138,6 +184,7 @@ http_queue_error(HttpRequest *req, ProtoCondition condition, const char *message
 	struct MHD_Response *response;
 
 	proto_encode_error(&body, condition, message);
+	req->http->errors[condition]++;
 	response = http_response(body.data, body.len, "application/json");
 	buf_free(&body);
 	if (condition == PROTO_METHOD_NOT_ALLOWED)
@@ -152,6 +199,8 @@ http_answer(Http *http, HttpRequest *req, int status, const char *body, size_t l
 {
 	struct MHD_Response *response = http_response(body, len, "application/json");
 
+	if (status >= 400)
+		http_count_error(http, body, len);
 	if (status == 503)
 		MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	if (req->response != NULL)
@@ -265,6 +314,66 @@ http_hold(Http *http, HttpRequest *req, void *owner)
 		req->next_hung_up = http->hung_up;
 		http->hung_up = req;
 	}
+}
+
+/* ---- request framing ------------------------------------------------------ */
+
+typedef struct HeaderCheck
+{
+	int			content_length;
+	int			transfer_encoding;
+	bool		chunked;
+	bool		bad_name;
+	bool		bad_length;		/* a Content-Length that is not just digits */
+} HeaderCheck;
+
+static enum MHD_Result
+http_check_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	HeaderCheck *check = cls;
+
+	(void) kind;
+	if (key[0] == '\0' || strpbrk(key, " \t") != NULL)
+		check->bad_name = true;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+	{
+		check->content_length++;
+		if (value == NULL || value[0] == '\0' || strspn(value, "0123456789") != strlen(value))
+			check->bad_length = true;
+	}
+	else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+	{
+		check->transfer_encoding++;
+		check->chunked = value != NULL && strcasecmp(value, "chunked") == 0;
+	}
+	return MHD_YES;
+}
+
+/*
+ * Where a request's body ends must be beyond doubt, or a proxy in front and
+ * the bridge could split the bytes differently (request smuggling): one
+ * Content-Length, or Transfer-Encoding: chunked alone, and header names
+ * without white space.  NULL when the framing is clear.
+ */
+static const char *
+http_framing_problem(struct MHD_Connection *connection)
+{
+	HeaderCheck check = {0, 0, false, false, false};
+
+	MHD_get_connection_values(connection, MHD_HEADER_KIND, http_check_header, &check);
+	if (check.bad_name)
+		return "a header name is empty or has white space in it";
+	if (check.content_length > 1)
+		return "more than one Content-Length";
+	if (check.bad_length)
+		return "Content-Length must be a number";
+	if (check.transfer_encoding > 1)
+		return "more than one Transfer-Encoding";
+	if (check.transfer_encoding == 1 && check.content_length == 1)
+		return "both Content-Length and Transfer-Encoding";
+	if (check.transfer_encoding == 1 && !check.chunked)
+		return "the only Transfer-Encoding accepted is chunked";
+	return NULL;
 }
 
 /* ---- routes --------------------------------------------------------------- */
@@ -411,6 +520,7 @@ http_access(void *cls, struct MHD_Connection *connection, const char *url,
 	const char *url_sid;
 
 	(void) version;
+	http->progress++;
 	if (req == NULL)
 	{
 		req = calloc(1, sizeof(HttpRequest));
@@ -421,6 +531,17 @@ http_access(void *cls, struct MHD_Connection *connection, const char *url,
 		req->cors_origin = http_allowed_origin(http, connection);
 		req->is_comet = strcmp(method, "POST") == 0 && strcmp(url, "/comet") == 0;
 		*con_cls = req;
+		{
+			const char *problem = http_framing_problem(connection);
+
+			if (problem != NULL)
+			{
+				/* the rest of the bytes cannot be trusted: answer and close */
+				req->dispatched = true;
+				req->close_after = true;
+				return http_queue_error(req, PROTO_BAD_REQUEST, problem);
+			}
+		}
 		if (!req->is_comet)
 			return http_route(http, req, url, method);
 		{
@@ -554,18 +675,48 @@ http_idle(Loop *loop, void *arg)
 		http_drive(http);
 }
 
-/* Let MHD do its work, then wake up again when it wants to. */
+/*
+ * Let MHD do its work, then wake up again when it wants to.  Two things
+ * MHD leaves to its caller in external-epoll mode:
+ *  - at the connection limit it stops accepting, and takes the listen
+ *    socket back only at the start of a later MHD_run: when connections
+ *    fall below the limit, run it once more, or nobody would;
+ *  - a timeout of 0 that stays 0 while no request moves on (a connection
+ *    stuck mid-request, such as an endless chunk-size line) would spin:
+ *    after HTTP_SPIN_ZEROS of them in a row, each waits HTTP_SPIN_GUARD_MS.
+ */
+#define HTTP_SPIN_ZEROS 64
+#define HTTP_SPIN_GUARD_MS 10
+
 static void
 http_drive(Http *http)
 {
 	MHD_UNSIGNED_LONG_LONG timeout;
+	const union MHD_DaemonInfo *info;
+	bool		full;
 
 	http->resumed = false;
 	MHD_run(http->daemon);
+	info = MHD_get_daemon_info(http->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	full = info != NULL && info->num_connections + 1 >= http->connection_limit;
 	if (MHD_get_timeout(http->daemon, &timeout) == MHD_YES)
+	{
+		/* zeros while requests move on (pipelining) are no spin */
+		http->zero_timeouts = timeout == 0 && http->progress == http->progress_seen
+			? http->zero_timeouts + 1 : 0;
+		http->progress_seen = http->progress;
+		if (http->zero_timeouts > HTTP_SPIN_ZEROS)
+			timeout = HTTP_SPIN_GUARD_MS;
 		loop_timer_start(http->loop, &http->timer, (uint64_t) timeout);
+	}
 	else
+	{
+		http->zero_timeouts = 0;
 		loop_timer_stop(http->loop, &http->timer);
+	}
+	if (http->was_full && !full)
+		loop_timer_start(http->loop, &http->timer, 0);	/* accept again */
+	http->was_full = full;
 }
 
 static char *
@@ -631,6 +782,7 @@ http_create(Loop *loop, const HttpOptions *options, const HttpHooks *hooks,
 	http->loop = loop;
 	http->hooks = *hooks;
 	http->max_body = options->max_body;
+	http->connection_limit = options->connection_limit;
 	http->allow_origins = options->allow_origins;
 	if (options->static_dir)
 		http->static_dir = strdup(options->static_dir);

@@ -18,6 +18,7 @@
 
 #include "buf.h"
 #include "loop.h"
+#include "protocol.h"
 
 typedef struct Http Http;
 typedef struct HttpRequest HttpRequest;
@@ -55,6 +56,9 @@ typedef struct HttpOptions
 	const char *client_js;		/* served as /comet.js; NULL: the built-in client */
 	const char *const *allow_origins;	/* CORS origins, NULL-terminated */
 } HttpOptions;
+
+/* Error answers sent so far with this condition (for /metrics). */
+unsigned long http_error_count(const Http *http, ProtoCondition condition);
 
 /* Listen and serve, or NULL with a reason in err. */
 Http	   *http_create(Loop *loop, const HttpOptions *options,

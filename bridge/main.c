@@ -254,7 +254,10 @@ check_functions(const Options *options)
 			continue;
 		snprintf(signature, sizeof(signature), "%s%s", functions[i].name, functions[i].args);
 		params[0] = signature;
-		result = PQexecParams(conn, "SELECT to_regprocedure($1) IS NOT NULL", 1, NULL,
+		/* a function, not a procedure (which to_regprocedure finds too) */
+		result = PQexecParams(conn,
+							  "SELECT coalesce((SELECT prokind = 'f' FROM pg_catalog.pg_proc"
+							  " WHERE oid = to_regprocedure($1)), false)", 1, NULL,
 							  params, NULL, NULL, 0);
 		if (PQresultStatus(result) != PGRES_TUPLES_OK)
 		{
