@@ -1,44 +1,74 @@
 /*
- * loadgen.c — the long-poll load generator of the bridge benchmark.
+ * loadgen.c — the long-poll load generator of the bridge benchmark, for
+ * comet-bridge and for Nchan alike.
  *
- * Holds N comet sessions on one channel against one comet-bridge: each
- * session has its own keep-alive HTTP/1.1 connection, sets up with
- * {"rid":R,"subscribe":[C]} and from then on keeps exactly one poll held,
- * polling again with the next rid as soon as an answer arrives.  Every
- * packet's data is expected to carry {"t": <send time, µs since the epoch>};
- * for each packet received the load generator records the receive time
- * (CLOCK_REALTIME, taken right after the read that completed the answer)
- * minus t.  At the end every session is ended politely: its held poll's
- * connection is closed (the bridge notices a client gone) and a new
- * connection sends {"sid":S,"rid":R+1,"terminate":true}, so that the bridge
- * does not keep the session until its inactivity timeout.  (A keep-alive
- * connection whose poll is held cannot carry another request.)
+ * Holds N long-poll sessions against one server, spread over C channels
+ * (session i is on channel PREFIX<(i mod C) + 1>), each on its own
+ * keep-alive HTTP/1.1 connection, each always with exactly one poll out:
  *
- *   loadgen --url-port P [--host 127.0.0.1] [--sessions N] [--channel C]
- *           [--duration S] [--expect K]
+ *   comet   POST /comet {"rid":R,"subscribe":[ch],"wait":60} to set up,
+ *           then {"sid":S,"rid":R+1}, R+2, ... as each answer arrives.  At
+ *           the end every session is ended politely: its held poll's
+ *           connection is closed (the bridge notices a client gone) and a
+ *           new connection sends {"sid":S,"rid":R+1,"terminate":true}.  (A
+ *           keep-alive connection whose poll is held cannot carry another
+ *           request.)
+ *   nchan   GET /sub/<ch>, and after each answer GET again with the answer's
+ *           Last-Modified and Etag as If-Modified-Since and If-None-Match,
+ *           which asks for the message after it.  A 304 or 408 (the
+ *           server's poll timeout) carries nothing: poll again with the same
+ *           headers.  A connection the server closes between answers is
+ *           opened again and the poll repeated (nginx closes keep-alive
+ *           connections after keepalive_requests answers); nothing is lost,
+ *           since the headers say where the session is.  At the end the
+ *           connections are closed.
  *
- * It stops once every session has received K packets (--expect, 0 = no
- * such stop) or after S seconds, whichever comes first, and then spends
- * at most TERMINATE_MS more saying goodbye.  Set-ups and goodbyes are
- * paced (at most IN_FLIGHT_MAX at a time) so that the bridge's listen
- * backlog never overflows.
+ * Every message (a comet packet's data, an Nchan answer's body) is expected
+ * to be a JSON object {"t": T, "n": N, "s": S, ...}: T its send time in µs
+ * since the epoch (CLOCK_REALTIME), N its number in its channel (1, 2, ...),
+ * S the step of a sustained run it belongs to.  For each message received
+ * the load generator records the receive time (CLOCK_REALTIME, taken right
+ * after the read that completed the answer) minus T, and checks the order:
+ * a session's messages come in the order of S, and within one S numbered
+ * 1, 2, ... without gaps (a comet session also checks seq, starting from
+ * the position its set-up returned).
+ *
+ *   loadgen --protocol comet|nchan --port P [--host 127.0.0.1]
+ *           [--sessions N] [--channel PREFIX] [--channels C]
+ *           [--duration S] [--expect K] [--samples FILE]
+ *
+ * It stops once every session has received K messages (--expect, 0 = no
+ * such stop), after S seconds, or on SIGTERM/SIGINT, whichever comes first,
+ * and then spends at most GOODBYE_MS more ending the sessions.  Set-ups and
+ * goodbyes are paced (at most IN_FLIGHT_MAX at a time) so that the server's
+ * listen backlog never overflows.
  *
  * Output, "key value" lines on stdout, flushed as they happen:
  *   ready E                  every session is set up (E of them) and polling
- *   round K MS               every live session has received K packets
- *   ... then the totals (see loadgen_report) and one line per packet:
- *   packet T COUNT MIN P50 P99 MAX    T = its send time, latencies in µs
+ *   round K MS               every live session has received K messages
+ *   step S COUNT P50 P99 MAX FIRST_T LAST_RECEIVED
+ *                            on SIGUSR1: for each step S (the "s" of the
+ *                            messages) received since the last SIGUSR1, its
+ *                            latencies in µs, the earliest send time and the
+ *                            latest receive time (µs since the epoch) ...
+ *   reported K               ... then this line (K counts the SIGUSR1s)
+ *   ... at the end the totals (see loadgen_report) and, with --expect, one
+ *   line per message: packet T COUNT MIN P50 P99 MAX (µs).
+ * With --samples FILE, every message received is also written to FILE as
+ * "SESSION CHANNEL N S T RECEIVED".
  *
  * It must never: talk to an address outside 127.0.0.0/8 and ::1, start a
  * thread, use a library beyond libc, or run unbounded in time or memory.
  * JSON is read with a minimal scanner that knows only what a comet answer
- * looks like (objects, arrays, strings, numbers); it is not a validator.
+ * and the benchmark's messages look like (objects, arrays, strings,
+ * numbers); it is not a validator.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,33 +77,46 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define SESSIONS_MAX 100000
+#define CHANNELS_MAX 10000
 #define DURATION_MAX_S 3600
 #define EXPECT_MAX 1000000
+#define SAMPLES_MAX (64L * 1024 * 1024)	/* messages kept for the statistics */
 #define IN_FLIGHT_MAX 128		/* set-ups or goodbyes outstanding at once */
-#define POLL_WAIT_S 60			/* "wait" asked for in the set-up */
-#define TERMINATE_MS 5000		/* longest goodbye after the run */
+#define POLL_WAIT_S 60			/* comet: "wait" asked for in the set-up */
+#define GOODBYE_MS 5000			/* longest goodbye after the run */
 #define IN_INITIAL 4096			/* first size of a connection's input */
 #define IN_MAX (8 * 1024 * 1024)	/* an answer larger than this is an error */
 #define OUT_SIZE 1024			/* one request, headers included */
 #define SID_MAX 256
+#define CACHE_HEADER_MAX 128	/* Nchan's Last-Modified and Etag values */
+#define CHANNEL_MAX 63
 #define FILES_SPARE 32			/* descriptors beyond one per session */
 #define EVENTS_MAX 1024
 #define ERRORS_LOGGED 10		/* connection errors written to stderr */
 #define STATUS_MAX 600
+#define SIGNAL_EVENT UINT32_MAX /* epoll data of the signalfd */
+
+typedef enum Protocol
+{
+	PROTOCOL_COMET,
+	PROTOCOL_NCHAN
+} Protocol;
 
 typedef enum ConnState
 {
 	CONN_UNSTARTED,				/* no socket yet */
 	CONN_CONNECTING,			/* non-blocking connect in progress */
-	CONN_SETUP,					/* set-up sent, no answer yet */
+	CONN_SETUP,					/* comet: set-up sent, no answer yet */
 	CONN_POLLING,				/* a poll is outstanding (held) */
-	CONN_GOODBYE,				/* new connection for the terminate */
-	CONN_TERMINATING,			/* terminate sent, waiting for its answer */
+	CONN_RECONNECTING,			/* nchan: new connection for the same poll */
+	CONN_GOODBYE,				/* comet: new connection for the terminate */
+	CONN_TERMINATING,			/* comet: terminate sent, waiting for it */
 	CONN_CLOSED					/* done: terminated, failed or lost */
 } ConnState;
 
@@ -81,35 +124,46 @@ typedef enum ConnState
 typedef struct Conn
 {
 	int			fd;
+	uint32_t	generation;		/* advances with every new socket */
 	ConnState	state;
-	uint64_t	rid;			/* of the request outstanding */
-	char		sid[SID_MAX];
+	int			channel;		/* 1..C */
+	uint64_t	rid;			/* comet: of the request outstanding */
+	char		sid[SID_MAX];	/* comet */
+	char		last_modified[CACHE_HEADER_MAX];	/* nchan, "" = none yet */
+	char		etag[CACHE_HEADER_MAX];	/* nchan */
 	char	   *in;				/* bytes read, not yet consumed */
 	size_t		in_len;
 	size_t		in_cap;
 	char		out[OUT_SIZE];	/* the request being written */
 	size_t		out_len;
 	size_t		out_off;
-	long		received;		/* packets received */
-	long long	last_seq;		/* last durable seq seen, -1 = none yet */
-	int			established;	/* the set-up was answered with a sid */
+	long		received;		/* messages received */
+	long long	last_seq;		/* comet: last durable seq, -1 = none yet */
+	long long	last_step;		/* "s" of the last message, -2 = none yet */
+	long long	last_n;			/* its "n"; 0 = none yet in this step */
+	int			established;	/* set up (comet: answered with a sid) */
 } Conn;
 
-/* One received packet. */
+/* One received message. */
 typedef struct Sample
 {
 	long long	sent_us;		/* the "t" it carries */
 	long long	latency_us;		/* receive time - sent_us */
+	long long	received_us;
+	long		step;			/* the "s" it carries, -1 = none */
 } Sample;
 
 typedef struct Options
 {
+	Protocol	protocol;
 	const char *host;
 	int			port;
 	long		sessions;
-	const char *channel;
+	const char *channel;		/* prefix of the channel names */
+	long		channels;
 	long		duration_s;
 	long		expect;
+	const char *samples_path;
 } Options;
 
 typedef struct Loadgen
@@ -119,7 +173,10 @@ typedef struct Loadgen
 	socklen_t	addr_len;
 	char		host_header[80];
 	int			epoll_fd;
+	int			signal_fd;
+	FILE	   *samples_file;
 	Conn	   *conns;
+	int			stopping;		/* SIGTERM or SIGINT arrived */
 	int			ending;			/* the goodbye has begun */
 	long		started;		/* conns given a socket so far */
 	long		in_flight;		/* connecting or set up, not answered */
@@ -132,17 +189,22 @@ typedef struct Loadgen
 	long		setup_failures;
 	long		connect_errors;
 	long		lost;			/* established sessions that ended early */
+	long		reconnects;		/* nchan: connections opened again */
 	long		http_errors;
 	long		status_count[STATUS_MAX];
+	long		empty_answers;	/* polls answered without a message */
 	long		packets;
-	long		packets_missing;	/* seqs skipped */
-	long		packets_duplicate;	/* seqs not above the last one */
+	long		packets_missing;	/* comet: seqs skipped */
+	long		packets_duplicate;	/* comet: seqs not above the last one */
+	long		messages_missing;	/* numbers skipped */
+	long		messages_duplicate; /* numbers or steps not above the last */
 	long		packets_without_t;
-	long		gaps;
+	long		gaps;			/* comet: gap entries */
 	long		terminated;
 	long		terminate_failures;
-	long	   *round_count;	/* [k]: sessions that reached k packets */
+	long	   *round_count;	/* [k]: sessions that reached k messages */
 	long		rounds_announced;
+	long		reports;		/* SIGUSR1s answered */
 	int			ready_announced;
 	int			errors_logged;
 	Sample	   *samples;
@@ -150,6 +212,9 @@ typedef struct Loadgen
 	size_t		samples_cap;
 	long long	start_us;
 } Loadgen;
+
+static void conn_close(Loadgen *lg, Conn *c, int lost);
+static void conn_connect(Loadgen *lg, Conn *c);
 
 static long long
 now_us(void)
@@ -164,12 +229,14 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-			"usage: loadgen --url-port P [--host ADDR] [--sessions N] [--channel C]\n"
-			"               [--duration S] [--expect K]\n"
+			"usage: loadgen --protocol comet|nchan --port P [--host ADDR] [--sessions N]\n"
+			"               [--channel PREFIX] [--channels C] [--duration S] [--expect K]\n"
+			"               [--samples FILE]\n"
 			"  ADDR must be in 127.0.0.0/8 or ::1 (default 127.0.0.1); N 1..%d (1);\n"
-			"  C a channel name (bench); S 1..%d seconds (30); K packets per session\n"
-			"  after which to stop, 0 = run for S seconds (0)\n",
-			SESSIONS_MAX, DURATION_MAX_S);
+			"  session i is on channel PREFIX<i mod C + 1> (bench, 1..%d, 1);\n"
+			"  S 1..%d seconds (30); K messages per session after which to stop,\n"
+			"  0 = run for S seconds or until SIGTERM (0)\n",
+			SESSIONS_MAX, CHANNELS_MAX, DURATION_MAX_S);
 }
 
 /* A whole number in [min, max] from TEXT into *out; -1 when it is not one. */
@@ -193,6 +260,7 @@ options_parse(int argc, char **argv, Options *options)
 {
 	int			i;
 	long		value;
+	int			protocol_given = 0;
 
 	for (i = 1; i < argc; i += 2)
 	{
@@ -204,7 +272,17 @@ options_parse(int argc, char **argv, Options *options)
 			fprintf(stderr, "loadgen: %s needs a value\n", name);
 			return -1;
 		}
-		if (strcmp(name, "--url-port") == 0)
+		if (strcmp(name, "--protocol") == 0)
+		{
+			if (strcmp(arg, "comet") == 0)
+				options->protocol = PROTOCOL_COMET;
+			else if (strcmp(arg, "nchan") == 0)
+				options->protocol = PROTOCOL_NCHAN;
+			else
+				goto bad;
+			protocol_given = 1;
+		}
+		else if (strcmp(name, "--port") == 0)
 		{
 			if (number_parse(arg, 1, 65535, &value) != 0)
 				goto bad;
@@ -219,6 +297,11 @@ options_parse(int argc, char **argv, Options *options)
 		}
 		else if (strcmp(name, "--channel") == 0)
 			options->channel = arg;
+		else if (strcmp(name, "--channels") == 0)
+		{
+			if (number_parse(arg, 1, CHANNELS_MAX, &options->channels) != 0)
+				goto bad;
+		}
 		else if (strcmp(name, "--duration") == 0)
 		{
 			if (number_parse(arg, 1, DURATION_MAX_S, &options->duration_s) != 0)
@@ -229,6 +312,8 @@ options_parse(int argc, char **argv, Options *options)
 			if (number_parse(arg, 0, EXPECT_MAX, &options->expect) != 0)
 				goto bad;
 		}
+		else if (strcmp(name, "--samples") == 0)
+			options->samples_path = arg;
 		else
 		{
 			fprintf(stderr, "loadgen: unknown option %s\n", name);
@@ -239,25 +324,22 @@ bad:
 		fprintf(stderr, "loadgen: invalid value for %s: '%s'\n", name, arg);
 		return -1;
 	}
-	if (options->port == 0)
+	if (!protocol_given || options->port == 0)
 	{
-		fprintf(stderr, "loadgen: --url-port is required\n");
+		fprintf(stderr, "loadgen: --protocol and --port are required\n");
 		return -1;
 	}
-	/* the channel goes into JSON as is: allow only what needs no escaping */
-	if (options->channel[0] == '\0' || strlen(options->channel) > 63 ||
-		strpbrk(options->channel, "\"\\") != NULL)
+	/*
+	 * The channel goes into JSON and into a URL path as is: letters,
+	 * digits, '_' and ':' only, and room for the number.
+	 */
+	if (options->channel[0] == '\0' || strlen(options->channel) > CHANNEL_MAX - 5 ||
+		strspn(options->channel, "abcdefghijklmnopqrstuvwxyz"
+			   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:") != strlen(options->channel))
 	{
-		fprintf(stderr, "loadgen: channel must be 1-63 bytes without quotes or backslashes\n");
+		fprintf(stderr, "loadgen: the channel prefix must be 1-%d letters, digits, '_' or ':'\n",
+				CHANNEL_MAX - 5);
 		return -1;
-	}
-	for (i = 0; options->channel[i] != '\0'; i++)
-	{
-		if ((unsigned char) options->channel[i] < 0x20)
-		{
-			fprintf(stderr, "loadgen: channel must not contain control characters\n");
-			return -1;
-		}
 	}
 	return 0;
 }
@@ -453,6 +535,8 @@ json_integer(const char *p, const char *end, long long *out)
 	size_t		len = 0;
 	char	   *stop;
 
+	if (p == NULL)
+		return -1;
 	while (p + len < end && len < sizeof(digits) - 1 &&
 		   (p[len] == '-' || (p[len] >= '0' && p[len] <= '9')))
 		len++;
@@ -465,26 +549,43 @@ json_integer(const char *p, const char *end, long long *out)
 	return errno == 0 && *stop == '\0' ? 0 : -1;
 }
 
+/* The integer member KEY of the object at P into *out; -1 when absent. */
+static int
+json_integer_member(const char *p, const char *end, const char *key, long long *out)
+{
+	return json_integer(json_member(p, end, key), end, out);
+}
+
 /* ---- results --------------------------------------------------------- */
 
-/* Remember one packet's latency; -1 when memory runs out. */
-static int
-sample_add(Loadgen *lg, long long sent_us, long long latency_us)
+/* Remember one message's latency; exits when memory or the cap runs out. */
+static void
+sample_add(Loadgen *lg, long long sent_us, long long received_us, long step)
 {
 	if (lg->samples_len == lg->samples_cap)
 	{
 		size_t		cap = lg->samples_cap ? lg->samples_cap * 2 : 65536;
-		Sample	   *grown = realloc(lg->samples, cap * sizeof(Sample));
+		Sample	   *grown;
 
+		if (cap > (size_t) SAMPLES_MAX)
+		{
+			fprintf(stderr, "loadgen: more than %ld messages to keep\n", SAMPLES_MAX);
+			exit(1);
+		}
+		grown = realloc(lg->samples, cap * sizeof(Sample));
 		if (grown == NULL)
-			return -1;
+		{
+			fprintf(stderr, "loadgen: out of memory for samples\n");
+			exit(1);
+		}
 		lg->samples = grown;
 		lg->samples_cap = cap;
 	}
 	lg->samples[lg->samples_len].sent_us = sent_us;
-	lg->samples[lg->samples_len].latency_us = latency_us;
+	lg->samples[lg->samples_len].latency_us = received_us - sent_us;
+	lg->samples[lg->samples_len].received_us = received_us;
+	lg->samples[lg->samples_len].step = step;
 	lg->samples_len++;
-	return 0;
 }
 
 static int
@@ -495,6 +596,17 @@ sample_by_packet(const void *a, const void *b)
 
 	if (x->sent_us != y->sent_us)
 		return (x->sent_us > y->sent_us) - (x->sent_us < y->sent_us);
+	return (x->latency_us > y->latency_us) - (x->latency_us < y->latency_us);
+}
+
+static int
+sample_by_step(const void *a, const void *b)
+{
+	const Sample *x = a;
+	const Sample *y = b;
+
+	if (x->step != y->step)
+		return (x->step > y->step) - (x->step < y->step);
 	return (x->latency_us > y->latency_us) - (x->latency_us < y->latency_us);
 }
 
@@ -514,6 +626,48 @@ percentile(const long long *v, size_t n, unsigned percent)
 	size_t		rank = (n * percent + 99) / 100;
 
 	return v[rank > 0 ? rank - 1 : 0];
+}
+
+/* The nearest-rank PERCENT percentile of the latencies of the N sorted S. */
+static long long
+sample_percentile(const Sample *s, size_t n, unsigned percent)
+{
+	size_t		rank = (n * percent + 99) / 100;
+
+	return s[rank > 0 ? rank - 1 : 0].latency_us;
+}
+
+/*
+ * SIGUSR1: print one "step" line for each step received since the last
+ * report, then "reported K", and forget those samples.
+ */
+static void
+steps_report(Loadgen *lg)
+{
+	size_t		first;
+	size_t		i;
+
+	qsort(lg->samples, lg->samples_len, sizeof(Sample), sample_by_step);
+	for (first = 0; first < lg->samples_len; first = i)
+	{
+		long long	first_sent = lg->samples[first].sent_us;
+		long long	last_received = lg->samples[first].received_us;
+
+		for (i = first; i < lg->samples_len && lg->samples[i].step == lg->samples[first].step; i++)
+		{
+			if (lg->samples[i].sent_us < first_sent)
+				first_sent = lg->samples[i].sent_us;
+			if (lg->samples[i].received_us > last_received)
+				last_received = lg->samples[i].received_us;
+		}
+		printf("step %ld %zu %lld %lld %lld %lld %lld\n", lg->samples[first].step, i - first,
+			   sample_percentile(lg->samples + first, i - first, 50),
+			   sample_percentile(lg->samples + first, i - first, 99),
+			   lg->samples[i - 1].latency_us, first_sent, last_received);
+	}
+	lg->samples_len = 0;
+	printf("reported %ld\n", ++lg->reports);
+	fflush(stdout);
 }
 
 /* Announce "ready" and completed rounds as soon as they happen. */
@@ -537,6 +691,59 @@ progress_announce(Loadgen *lg)
 	}
 }
 
+/*
+ * One message for session C with the data object at P: check its number,
+ * record its latency.  Returns 0, or -1 when it is a duplicate (skipped).
+ */
+static int
+message_record(Loadgen *lg, Conn *c, const char *p, const char *end, long long received_us)
+{
+	long long	sent;
+	long long	n;
+	long long	step;
+
+	if (json_integer_member(p, end, "s", &step) != 0)
+		step = -1;
+	if (step != c->last_step)
+	{
+		if (step < c->last_step)
+		{
+			lg->messages_duplicate++;	/* a step that has passed */
+			return -1;
+		}
+		c->last_step = step;
+		c->last_n = 0;
+	}
+	if (json_integer_member(p, end, "n", &n) == 0)
+	{
+		if (n <= c->last_n)
+		{
+			lg->messages_duplicate++;
+			return -1;
+		}
+		if (n > c->last_n + 1)
+			lg->messages_missing += n - c->last_n - 1;
+		c->last_n = n;
+	}
+	lg->packets++;
+	if (json_integer_member(p, end, "t", &sent) == 0)
+	{
+		sample_add(lg, sent, received_us, (long) step);
+		if (lg->samples_file != NULL)
+			fprintf(lg->samples_file, "%ld %d %lld %lld %lld %lld\n", (long) (c - lg->conns),
+					c->channel, c->last_n, step, sent, received_us);
+	}
+	else
+		lg->packets_without_t++;
+	if (++c->received <= lg->options.expect)
+	{
+		lg->round_count[c->received]++;
+		if (c->received == lg->options.expect)
+			lg->complete++;
+	}
+	return 0;
+}
+
 /* ---- connections ----------------------------------------------------- */
 
 /* (Re)register C with epoll: input always, output while there is some. */
@@ -546,11 +753,25 @@ conn_watch(Loadgen *lg, Conn *c, int op)
 	struct epoll_event ev = {0};
 
 	ev.events = EPOLLIN;
-	if (c->out_off < c->out_len || c->state == CONN_CONNECTING || c->state == CONN_GOODBYE)
+	if (c->out_off < c->out_len || c->state == CONN_CONNECTING ||
+		c->state == CONN_GOODBYE || c->state == CONN_RECONNECTING)
 		ev.events |= EPOLLOUT;
-	ev.data.u32 = (uint32_t) (c - lg->conns);
+	/* the generation tells an event for an earlier socket of C from one for this */
+	ev.data.u64 = (uint64_t) (c - lg->conns) | ((uint64_t) c->generation << 32);
 	if (epoll_ctl(lg->epoll_fd, op, c->fd, &ev) != 0)
 		conn_log(lg, c, "epoll_ctl: %s", strerror(errno));
+}
+
+/* Close C's socket (if any) and forget what was read or is to be written. */
+static void
+conn_socket_close(Conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);			/* also leaves the epoll set */
+	c->fd = -1;
+	c->generation++;
+	c->in_len = 0;
+	c->out_len = c->out_off = 0;
 }
 
 /* Close C for good; LOST says whether it ended before its time. */
@@ -581,13 +802,11 @@ conn_close(Loadgen *lg, Conn *c, int lost)
 		if (lg->options.expect > 0 && c->received >= lg->options.expect)
 			lg->complete--;
 	}
-	if (c->fd >= 0)
-		close(c->fd);			/* also leaves the epoll set */
-	c->fd = -1;
+	conn_socket_close(c);
 	c->state = CONN_CLOSED;
 	free(c->in);
 	c->in = NULL;
-	c->in_len = c->in_cap = 0;
+	c->in_cap = 0;
 }
 
 /* Write what is pending of C's request; -1 when the connection failed. */
@@ -616,10 +835,11 @@ conn_flush(Loadgen *lg, Conn *c)
 	return 0;
 }
 
-/* Send the request BODY (JSON) on C; -1 when the connection failed. */
+/* Queue the request formatted from FORMAT on C and send it; -1 on failure. */
 static int
-conn_request(Loadgen *lg, Conn *c, const char *body)
+conn_send(Loadgen *lg, Conn *c, const char *format,...)
 {
+	va_list		args;
 	int			n;
 
 	if (c->out_off < c->out_len)
@@ -627,10 +847,9 @@ conn_request(Loadgen *lg, Conn *c, const char *body)
 		conn_log(lg, c, "a request is still being written");
 		return -1;
 	}
-	n = snprintf(c->out, sizeof(c->out),
-				 "POST /comet HTTP/1.1\r\nHost: %s\r\n"
-				 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-				 lg->host_header, strlen(body), body);
+	va_start(args, format);
+	n = vsnprintf(c->out, sizeof(c->out), format, args);
+	va_end(args);
 	if (n < 0 || (size_t) n >= sizeof(c->out))
 	{
 		conn_log(lg, c, "request too long");
@@ -641,35 +860,36 @@ conn_request(Loadgen *lg, Conn *c, const char *body)
 	return conn_flush(lg, c);
 }
 
+/* ---- comet ----------------------------------------------------------- */
+
+/* Send the comet request BODY (JSON) on C; -1 when the connection failed. */
+static int
+comet_request(Loadgen *lg, Conn *c, const char *body)
+{
+	return conn_send(lg, c,
+					 "POST /comet HTTP/1.1\r\nHost: %s\r\n"
+					 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+					 lg->host_header, strlen(body), body);
+}
+
 /* Poll with the next rid. */
 static int
-conn_poll(Loadgen *lg, Conn *c)
+comet_poll(Loadgen *lg, Conn *c)
 {
 	char		body[SID_MAX + 64];
 
 	c->rid++;
 	snprintf(body, sizeof(body), "{\"sid\":\"%s\",\"rid\":%llu}", c->sid,
 			 (unsigned long long) c->rid);
-	return conn_request(lg, c, body);
+	return comet_request(lg, c, body);
 }
 
-/* C's connect finished: send the set-up. */
-static void
-conn_connected(Loadgen *lg, Conn *c)
+/* C is connected: send the set-up, or the terminate when saying goodbye. */
+static int
+comet_connected(Loadgen *lg, Conn *c)
 {
 	char		body[SID_MAX + 128];
-	int			error = 0;
-	int			one = 1;
-	socklen_t	len = sizeof(error);
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0 || error != 0)
-	{
-		conn_log(lg, c, "connect: %s", strerror(error ? error : errno));
-		lg->connect_errors++;
-		conn_close(lg, c, 1);
-		return;
-	}
-	(void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (c->state == CONN_GOODBYE)
 	{
 		c->state = CONN_TERMINATING;
@@ -679,10 +899,399 @@ conn_connected(Loadgen *lg, Conn *c)
 	else
 	{
 		c->state = CONN_SETUP;
-		snprintf(body, sizeof(body), "{\"rid\":%llu,\"subscribe\":[\"%s\"],\"wait\":%d}",
-				 (unsigned long long) c->rid, lg->options.channel, POLL_WAIT_S);
+		snprintf(body, sizeof(body), "{\"rid\":%llu,\"subscribe\":[\"%s%d\"],\"wait\":%d}",
+				 (unsigned long long) c->rid, lg->options.channel, c->channel, POLL_WAIT_S);
 	}
-	if (conn_request(lg, c, body) != 0)
+	return comet_request(lg, c, body);
+}
+
+/*
+ * Record the packets of one answer's "packets" array, which starts at P;
+ * returns how many entries it has.
+ */
+static int
+comet_packets_record(Loadgen *lg, Conn *c, const char *p, const char *end, long long received_us)
+{
+	int			entries = 0;
+
+	p = json_skip_space(p, end);
+	if (p >= end || *p != '[')
+		return 0;
+	for (p++;;)
+	{
+		const char *element_end;
+		const char *data;
+		long long	seq;
+
+		p = json_skip_space(p, end);
+		if (p >= end || *p != '{')
+			break;
+		element_end = json_value_end(p, end);
+		if (element_end == NULL)
+			break;
+		entries++;
+		if (json_member(p, element_end, "gap") != NULL)
+		{
+			lg->gaps++;
+			goto next;
+		}
+		if (json_integer_member(p, element_end, "seq", &seq) == 0)
+		{
+			if (c->last_seq >= 0 && seq <= c->last_seq)
+			{
+				lg->packets_duplicate++;
+				goto next;
+			}
+			if (c->last_seq >= 0 && seq > c->last_seq + 1)
+				lg->packets_missing += seq - c->last_seq - 1;
+			c->last_seq = seq;
+		}
+		data = json_member(p, element_end, "data");
+		if (data != NULL)
+			(void) message_record(lg, c, data, element_end, received_us);
+		else
+			lg->packets_without_t++;
+next:
+		p = json_skip_space(element_end, end);
+		if (p < end && *p == ',')
+			p++;
+	}
+	return entries;
+}
+
+/* The set-up's answer: learn the sid and the channel's position. */
+static void
+comet_setup_answered(Loadgen *lg, Conn *c, const char *body, const char *end)
+{
+	const char *value = json_member(body, end, "sid");
+	const char *value_end;
+	char		channel[CHANNEL_MAX + 1];
+	long long	position;
+
+	value_end = value && *value == '"' ? json_string_end(value, end) : NULL;
+	if (value_end == NULL || (size_t) (value_end - value - 2) >= SID_MAX ||
+		memchr(value + 1, '\\', (size_t) (value_end - value - 2)) != NULL)
+	{
+		conn_log(lg, c, "set-up answer without a usable sid");
+		conn_close(lg, c, 0);
+		return;
+	}
+	lg->in_flight--;
+	lg->settled++;
+	memcpy(c->sid, value + 1, (size_t) (value_end - value - 2));
+	c->sid[value_end - value - 2] = '\0';
+	snprintf(channel, sizeof(channel), "%s%d", lg->options.channel, c->channel);
+	value = json_member(body, end, "positions");
+	if (value != NULL && json_integer_member(value, end, channel, &position) == 0)
+		c->last_seq = position;
+	c->established = 1;
+	lg->established++;
+	lg->alive++;
+	c->state = CONN_POLLING;
+}
+
+/* One whole comet answer to C's outstanding request, read at RECEIVED_US. */
+static void
+comet_answered(Loadgen *lg, Conn *c, int status, const char *body, const char *end,
+			   long long received_us)
+{
+	const char *value;
+	long long	rid;
+
+	if (status != 200)
+	{
+		lg->http_errors++;
+		if (status > 0 && status < STATUS_MAX)
+			lg->status_count[status]++;
+		conn_log(lg, c, "HTTP %d: %.*s", status, (int) (end - body > 200 ? 200 : end - body), body);
+		conn_close(lg, c, 1);
+		return;
+	}
+	switch (c->state)
+	{
+		case CONN_SETUP:
+			comet_setup_answered(lg, c, body, end);
+			if (c->state != CONN_POLLING)
+				return;
+			break;
+		case CONN_POLLING:
+			break;
+		case CONN_TERMINATING:
+			/* packets still queued come with the terminate's answer */
+			value = json_member(body, end, "packets");
+			if (value != NULL)
+				(void) comet_packets_record(lg, c, value, end, received_us);
+			if (json_integer_member(body, end, "rid", &rid) != 0 || (uint64_t) rid != c->rid)
+				conn_log(lg, c, "the terminate's answer has another rid");
+			conn_close(lg, c, 0);
+			return;
+		default:
+			conn_log(lg, c, "an answer without a request");
+			conn_close(lg, c, 1);
+			return;
+	}
+	value = json_member(body, end, "packets");
+	if (value == NULL || comet_packets_record(lg, c, value, end, received_us) == 0)
+		lg->empty_answers++;
+	if (comet_poll(lg, c) != 0)
+		conn_close(lg, c, 1);
+}
+
+/* ---- nchan ----------------------------------------------------------- */
+
+/* Send C's long poll: GET its channel, after the last message it has. */
+static int
+nchan_poll(Loadgen *lg, Conn *c)
+{
+	if (c->last_modified[0] == '\0')
+		return conn_send(lg, c, "GET /sub/%s%d HTTP/1.1\r\nHost: %s\r\n\r\n",
+						 lg->options.channel, c->channel, lg->host_header);
+	return conn_send(lg, c,
+					 "GET /sub/%s%d HTTP/1.1\r\nHost: %s\r\n"
+					 "If-Modified-Since: %s\r\nIf-None-Match: %s\r\n\r\n",
+					 lg->options.channel, c->channel, lg->host_header,
+					 c->last_modified, c->etag);
+}
+
+/* C is connected: its first poll, or the same poll again after a reconnect. */
+static int
+nchan_connected(Loadgen *lg, Conn *c)
+{
+	if (c->state == CONN_CONNECTING)
+	{
+		lg->in_flight--;
+		lg->settled++;
+		c->established = 1;
+		lg->established++;
+		lg->alive++;
+	}
+	c->state = CONN_POLLING;
+	return nchan_poll(lg, c);
+}
+
+/*
+ * Copy the value of the header NAME (with its colon) from the answer head
+ * HEAD into OUT; -1 when it is missing or too long.
+ */
+static int
+header_value(const char *head, const char *name, char *out, size_t out_size)
+{
+	size_t		name_len = strlen(name);
+	const char *line;
+
+	for (line = strstr(head, "\r\n"); line != NULL; line = strstr(line + 2, "\r\n"))
+	{
+		const char *value;
+		const char *value_end;
+
+		if (strncasecmp(line + 2, name, name_len) != 0)
+			continue;
+		value = line + 2 + name_len;
+		while (*value == ' ' || *value == '\t')
+			value++;
+		value_end = strstr(value, "\r\n");
+		if (value_end == NULL)
+			value_end = value + strlen(value);
+		while (value_end > value && (value_end[-1] == ' ' || value_end[-1] == '\t'))
+			value_end--;
+		if ((size_t) (value_end - value) >= out_size)
+			return -1;
+		memcpy(out, value, (size_t) (value_end - value));
+		out[value_end - value] = '\0';
+		return 0;
+	}
+	return -1;
+}
+
+/* One whole Nchan answer (HEAD, then BODY) to C's poll, read at RECEIVED_US. */
+static void
+nchan_answered(Loadgen *lg, Conn *c, int status, const char *head, const char *body,
+			   const char *end, long long received_us)
+{
+	if (c->state != CONN_POLLING)
+	{
+		conn_log(lg, c, "an answer without a request");
+		conn_close(lg, c, 1);
+		return;
+	}
+	if (status == 304 || status == 408)
+	{
+		/* nothing new before the server's timeout: ask again */
+		lg->empty_answers++;
+		if (nchan_poll(lg, c) != 0)
+			conn_close(lg, c, 1);
+		return;
+	}
+	if (status != 200)
+	{
+		lg->http_errors++;
+		if (status > 0 && status < STATUS_MAX)
+			lg->status_count[status]++;
+		conn_log(lg, c, "HTTP %d: %.*s", status, (int) (end - body > 200 ? 200 : end - body), body);
+		conn_close(lg, c, 1);
+		return;
+	}
+	if (header_value(head, "Last-Modified:", c->last_modified, sizeof(c->last_modified)) != 0 ||
+		header_value(head, "Etag:", c->etag, sizeof(c->etag)) != 0)
+	{
+		conn_log(lg, c, "an answer without a usable Last-Modified and Etag");
+		conn_close(lg, c, 1);
+		return;
+	}
+	(void) message_record(lg, c, body, end, received_us);
+	if (nchan_poll(lg, c) != 0)
+		conn_close(lg, c, 1);
+}
+
+/* ---- HTTP answers and events ----------------------------------------- */
+
+/*
+ * Consume every complete answer at the start of C's input.  Answers must
+ * have a Content-Length, apart from 204 and 304 (both servers send one).
+ */
+static void
+conn_answers_take(Loadgen *lg, Conn *c, long long received_us)
+{
+	while (c->state != CONN_CLOSED && c->in_len > 0)
+	{
+		char	   *head_end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
+		char	   *line;
+		size_t		head_len;
+		size_t		body_len = 0;
+		int			has_length = 0;
+		int			status = 0;
+		char	   *body;
+		char		saved;
+
+		if (head_end == NULL)
+			return;
+		head_len = (size_t) (head_end - c->in) + 4;
+		*head_end = '\0';
+		if (sscanf(c->in, "HTTP/1.%*d %d", &status) != 1)
+			status = 0;
+		for (line = strstr(c->in, "\r\n"); line != NULL; line = strstr(line + 2, "\r\n"))
+		{
+			if (strncasecmp(line + 2, "Content-Length:", 15) == 0)
+			{
+				body_len = strtoul(line + 17, NULL, 10);
+				has_length = 1;
+			}
+		}
+		if (!has_length && status != 204 && status != 304)
+		{
+			conn_log(lg, c, "an answer without Content-Length");
+			conn_close(lg, c, 1);
+			return;
+		}
+		if (head_len + body_len > IN_MAX)
+		{
+			conn_log(lg, c, "an answer of %zu bytes is too large", head_len + body_len);
+			conn_close(lg, c, 1);
+			return;
+		}
+		if (c->in_len < head_len + body_len)
+		{
+			*head_end = '\r';
+			return;
+		}
+		body = c->in + head_len;
+		saved = body[body_len];
+		body[body_len] = '\0';
+		if (lg->options.protocol == PROTOCOL_COMET)
+			comet_answered(lg, c, status, body, body + body_len, received_us);
+		else
+			nchan_answered(lg, c, status, c->in, body, body + body_len, received_us);
+		if (c->state == CONN_CLOSED)
+			return;
+		body[body_len] = saved;
+		memmove(c->in, c->in + head_len + body_len, c->in_len - head_len - body_len);
+		c->in_len -= head_len + body_len;
+	}
+}
+
+/*
+ * The server closed C's connection.  Nchan's sessions open a new one and
+ * repeat the poll (nginx ends keep-alive connections after a number of
+ * answers); anything else is a lost session.
+ */
+static void
+conn_server_closed(Loadgen *lg, Conn *c, const char *why)
+{
+	if (lg->options.protocol == PROTOCOL_NCHAN && c->state == CONN_POLLING && !lg->ending &&
+		c->in_len == 0)
+	{
+		conn_socket_close(c);
+		c->state = CONN_RECONNECTING;
+		lg->reconnects++;
+		conn_connect(lg, c);
+		return;
+	}
+	conn_log(lg, c, "%s", why);
+	conn_close(lg, c, 1);
+}
+
+/* C is readable: read what is there and take the complete answers. */
+static void
+conn_readable(Loadgen *lg, Conn *c)
+{
+	ssize_t		n;
+
+	if (c->in_cap - c->in_len < 2)
+	{
+		size_t		cap = c->in_cap ? c->in_cap * 2 : IN_INITIAL;
+		char	   *grown;
+
+		if (cap > IN_MAX + 1)
+		{
+			conn_log(lg, c, "an answer too large");
+			conn_close(lg, c, 1);
+			return;
+		}
+		grown = realloc(c->in, cap);
+		if (grown == NULL)
+		{
+			conn_log(lg, c, "out of memory");
+			conn_close(lg, c, 1);
+			return;
+		}
+		c->in = grown;
+		c->in_cap = cap;
+	}
+	/* one byte is kept free to terminate a body while it is scanned */
+	n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len - 1, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0)
+	{
+		conn_server_closed(lg, c, n == 0 ? "the server closed the connection" : strerror(errno));
+		return;
+	}
+	c->in_len += (size_t) n;
+	conn_answers_take(lg, c, now_us());
+}
+
+/* C's connect finished: send what its state calls for. */
+static void
+conn_connected(Loadgen *lg, Conn *c)
+{
+	int			error = 0;
+	int			one = 1;
+	socklen_t	len = sizeof(error);
+	int			failed;
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0 || error != 0)
+	{
+		conn_log(lg, c, "connect: %s", strerror(error ? error : errno));
+		lg->connect_errors++;
+		conn_close(lg, c, 1);
+		return;
+	}
+	(void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (lg->options.protocol == PROTOCOL_COMET)
+		failed = comet_connected(lg, c);
+	else
+		failed = nchan_connected(lg, c);
+	if (failed)
 		conn_close(lg, c, 1);
 	else
 		conn_watch(lg, c, EPOLL_CTL_MOD);	/* no more EPOLLOUT for the connect */
@@ -719,280 +1328,43 @@ conn_connect(Loadgen *lg, Conn *c)
 	conn_watch(lg, c, EPOLL_CTL_ADD);
 }
 
-/* Start session C: connect, then set up. */
+/* Start session C: connect, then set up (comet) or poll (nchan). */
 static void
 conn_start(Loadgen *lg, Conn *c)
 {
+	long		i = (long) (c - lg->conns);
+
 	lg->started++;
 	lg->in_flight++;
+	c->fd = -1;
+	c->channel = (int) (i % lg->options.channels) + 1;
 	c->last_seq = -1;
-	c->rid = 1000 + (uint64_t) (c - lg->conns);
+	c->last_step = -2;
+	c->last_n = 0;
+	c->rid = 1000 + (uint64_t) i;
 	c->state = CONN_CONNECTING;
 	conn_connect(lg, c);
 }
 
 /*
- * End session C politely: drop its held poll's connection and send a
- * terminate with the next rid on a new one.  Sessions not polling close.
+ * End session C: comet drops its held poll's connection and sends a
+ * terminate with the next rid on a new one; Nchan's just closes.
+ * Sessions not polling close.
  */
 static void
 conn_goodbye(Loadgen *lg, Conn *c)
 {
-	if (c->state != CONN_POLLING)
+	if (c->state != CONN_POLLING || lg->options.protocol == PROTOCOL_NCHAN)
 	{
-		conn_close(lg, c, 0);
+		if (c->state == CONN_POLLING)
+			lg->terminated++;
+		conn_close(lg, c, c->state != CONN_POLLING);
 		return;
 	}
-	close(c->fd);
-	c->fd = -1;
-	c->in_len = 0;
-	c->out_len = c->out_off = 0;
+	conn_socket_close(c);
 	c->state = CONN_GOODBYE;
 	lg->goodbye_in_flight++;
 	conn_connect(lg, c);
-}
-
-/* Record the packets of one answer's "packets" array, which starts at P. */
-static void
-packets_record(Loadgen *lg, Conn *c, const char *p, const char *end, long long received_us)
-{
-	p = json_skip_space(p, end);
-	if (p >= end || *p != '[')
-		return;
-	for (p++;;)
-	{
-		const char *element_end;
-		const char *value;
-		long long	seq;
-		long long	sent;
-
-		p = json_skip_space(p, end);
-		if (p >= end || *p != '{')
-			break;
-		element_end = json_value_end(p, end);
-		if (element_end == NULL)
-			break;
-		if (json_member(p, element_end, "gap") != NULL)
-		{
-			lg->gaps++;
-			goto next;
-		}
-		value = json_member(p, element_end, "seq");
-		if (value != NULL && json_integer(value, element_end, &seq) == 0)
-		{
-			if (c->last_seq >= 0 && seq <= c->last_seq)
-			{
-				lg->packets_duplicate++;
-				goto next;
-			}
-			if (c->last_seq >= 0 && seq > c->last_seq + 1)
-				lg->packets_missing += seq - c->last_seq - 1;
-			c->last_seq = seq;
-		}
-		lg->packets++;
-		value = json_member(p, element_end, "data");
-		if (value != NULL)
-			value = json_member(value, element_end, "t");
-		if (value != NULL && json_integer(value, element_end, &sent) == 0)
-		{
-			if (sample_add(lg, sent, received_us - sent) != 0)
-			{
-				fprintf(stderr, "loadgen: out of memory for samples\n");
-				exit(1);
-			}
-		}
-		else
-			lg->packets_without_t++;
-		if (++c->received <= lg->options.expect)
-		{
-			lg->round_count[c->received]++;
-			if (c->received == lg->options.expect)
-				lg->complete++;
-		}
-next:
-		p = json_skip_space(element_end, end);
-		if (p < end && *p == ',')
-			p++;
-	}
-}
-
-/* The set-up's answer: learn the sid and the channel's position. */
-static void
-conn_setup_answered(Loadgen *lg, Conn *c, const char *body, const char *end)
-{
-	const char *value = json_member(body, end, "sid");
-	const char *value_end;
-	long long	position;
-
-	value_end = value && *value == '"' ? json_string_end(value, end) : NULL;
-	if (value_end == NULL || (size_t) (value_end - value - 2) >= SID_MAX ||
-		memchr(value + 1, '\\', (size_t) (value_end - value - 2)) != NULL)
-	{
-		conn_log(lg, c, "set-up answer without a usable sid");
-		conn_close(lg, c, 0);
-		return;
-	}
-	lg->in_flight--;
-	lg->settled++;
-	memcpy(c->sid, value + 1, (size_t) (value_end - value - 2));
-	c->sid[value_end - value - 2] = '\0';
-	value = json_member(body, end, "positions");
-	if (value != NULL)
-		value = json_member(value, end, lg->options.channel);
-	if (value != NULL && json_integer(value, end, &position) == 0)
-		c->last_seq = position;
-	c->established = 1;
-	lg->established++;
-	lg->alive++;
-	c->state = CONN_POLLING;
-}
-
-/* One whole answer to C's outstanding request, read at RECEIVED_US. */
-static void
-conn_answered(Loadgen *lg, Conn *c, int status, const char *body, const char *end,
-			  long long received_us)
-{
-	const char *value;
-	long long	rid;
-
-	if (status != 200)
-	{
-		lg->http_errors++;
-		if (status > 0 && status < STATUS_MAX)
-			lg->status_count[status]++;
-		conn_log(lg, c, "HTTP %d: %.*s", status, (int) (end - body > 200 ? 200 : end - body), body);
-		conn_close(lg, c, 1);
-		return;
-	}
-	switch (c->state)
-	{
-		case CONN_SETUP:
-			conn_setup_answered(lg, c, body, end);
-			if (c->state != CONN_POLLING)
-				return;
-			break;
-		case CONN_POLLING:
-			break;
-		case CONN_TERMINATING:
-			/* packets still queued come with the terminate's answer */
-			value = json_member(body, end, "packets");
-			if (value != NULL)
-				packets_record(lg, c, value, end, received_us);
-			value = json_member(body, end, "rid");
-			if (value == NULL || json_integer(value, end, &rid) != 0 || (uint64_t) rid != c->rid)
-				conn_log(lg, c, "the terminate's answer has another rid");
-			conn_close(lg, c, 0);
-			return;
-		default:
-			conn_log(lg, c, "an answer without a request");
-			conn_close(lg, c, 1);
-			return;
-	}
-	value = json_member(body, end, "packets");
-	if (value != NULL)
-		packets_record(lg, c, value, end, received_us);
-	if (conn_poll(lg, c) != 0)
-		conn_close(lg, c, 1);
-}
-
-/*
- * Consume every complete answer at the start of C's input.  Answers must
- * have a Content-Length (the bridge always sends one).
- */
-static void
-conn_answers_take(Loadgen *lg, Conn *c, long long received_us)
-{
-	while (c->state != CONN_CLOSED && c->in_len > 0)
-	{
-		char	   *head_end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
-		char	   *line;
-		size_t		head_len;
-		size_t		body_len = 0;
-		int			has_length = 0;
-		int			status = 0;
-		char	   *body;
-		char		saved;
-
-		if (head_end == NULL)
-			return;
-		head_len = (size_t) (head_end - c->in) + 4;
-		*head_end = '\0';
-		if (sscanf(c->in, "HTTP/1.%*d %d", &status) != 1)
-			status = 0;
-		for (line = strstr(c->in, "\r\n"); line != NULL; line = strstr(line + 2, "\r\n"))
-		{
-			if (strncasecmp(line + 2, "Content-Length:", 15) == 0)
-			{
-				body_len = strtoul(line + 17, NULL, 10);
-				has_length = 1;
-			}
-		}
-		*head_end = '\r';
-		if (!has_length)
-		{
-			conn_log(lg, c, "an answer without Content-Length");
-			conn_close(lg, c, 1);
-			return;
-		}
-		if (head_len + body_len > IN_MAX)
-		{
-			conn_log(lg, c, "an answer of %zu bytes is too large", head_len + body_len);
-			conn_close(lg, c, 1);
-			return;
-		}
-		if (c->in_len < head_len + body_len)
-			return;
-		body = c->in + head_len;
-		saved = body[body_len];
-		body[body_len] = '\0';
-		conn_answered(lg, c, status, body, body + body_len, received_us);
-		if (c->state == CONN_CLOSED)
-			return;
-		body[body_len] = saved;
-		memmove(c->in, c->in + head_len + body_len, c->in_len - head_len - body_len);
-		c->in_len -= head_len + body_len;
-	}
-}
-
-/* C is readable: read what is there and take the complete answers. */
-static void
-conn_readable(Loadgen *lg, Conn *c)
-{
-	ssize_t		n;
-
-	if (c->in_cap - c->in_len < 2)
-	{
-		size_t		cap = c->in_cap ? c->in_cap * 2 : IN_INITIAL;
-		char	   *grown;
-
-		if (cap > IN_MAX + 1)
-		{
-			conn_log(lg, c, "an answer too large");
-			conn_close(lg, c, 1);
-			return;
-		}
-		grown = realloc(c->in, cap);
-		if (grown == NULL)
-		{
-			conn_log(lg, c, "out of memory");
-			conn_close(lg, c, 1);
-			return;
-		}
-		c->in = grown;
-		c->in_cap = cap;
-	}
-	/* one byte is kept free to terminate a body while it is scanned */
-	n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len - 1, 0);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0)
-	{
-		conn_log(lg, c, "%s", n == 0 ? "the bridge closed the connection" : strerror(errno));
-		conn_close(lg, c, 1);
-		return;
-	}
-	c->in_len += (size_t) n;
-	conn_answers_take(lg, c, now_us());
 }
 
 /* One epoll event on C. */
@@ -1001,7 +1373,8 @@ conn_event(Loadgen *lg, Conn *c, uint32_t events)
 {
 	if (c->state == CONN_CLOSED)
 		return;
-	if (c->state == CONN_CONNECTING || c->state == CONN_GOODBYE)
+	if (c->state == CONN_CONNECTING || c->state == CONN_GOODBYE ||
+		c->state == CONN_RECONNECTING)
 	{
 		if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 			conn_connected(lg, c);
@@ -1016,7 +1389,22 @@ conn_event(Loadgen *lg, Conn *c, uint32_t events)
 		conn_readable(lg, c);
 }
 
-/* Run the event loop until DEADLINE_US or until DONE says so. */
+/* The signalfd is readable: SIGUSR1 reports, SIGTERM and SIGINT stop. */
+static void
+signals_take(Loadgen *lg)
+{
+	struct signalfd_siginfo info;
+
+	while (read(lg->signal_fd, &info, sizeof(info)) == (ssize_t) sizeof(info))
+	{
+		if (info.ssi_signo == SIGUSR1)
+			steps_report(lg);
+		else
+			lg->stopping = 1;
+	}
+}
+
+/* Run the event loop until DEADLINE_US, a stop signal, or DONE says so. */
 static void
 loop_run(Loadgen *lg, long long deadline_us, int (*done) (Loadgen *))
 {
@@ -1028,7 +1416,7 @@ loop_run(Loadgen *lg, long long deadline_us, int (*done) (Loadgen *))
 		int			n;
 		int			i;
 
-		if (left_ms <= 0)
+		if (left_ms <= 0 || (lg->stopping && !lg->ending))
 			return;
 		while (!lg->ending && lg->started < lg->options.sessions && lg->in_flight < IN_FLIGHT_MAX)
 			conn_start(lg, &lg->conns[lg->started]);
@@ -1041,12 +1429,25 @@ loop_run(Loadgen *lg, long long deadline_us, int (*done) (Loadgen *))
 			return;
 		}
 		for (i = 0; i < n; i++)
-			conn_event(lg, &lg->conns[events[i].data.u32], events[i].events);
+		{
+			uint32_t	index = (uint32_t) events[i].data.u64;
+			Conn	   *c;
+
+			if (index == SIGNAL_EVENT)
+			{
+				signals_take(lg);
+				continue;
+			}
+			c = &lg->conns[index];
+			if ((uint32_t) (events[i].data.u64 >> 32) != c->generation)
+				continue;		/* for a socket C has closed since */
+			conn_event(lg, c, events[i].events);
+		}
 		progress_announce(lg);
 	}
 }
 
-/* The run is over: every live session has its packets (with --expect). */
+/* The run is over: every live session has its messages (with --expect). */
 static int
 run_done(Loadgen *lg)
 {
@@ -1061,20 +1462,19 @@ goodbye_done(Loadgen *lg)
 	return lg->goodbye_next == lg->started && lg->goodbye_in_flight == 0;
 }
 
-/* End every session (see conn_goodbye), within TERMINATE_MS. */
+/* End every session (see conn_goodbye), within GOODBYE_MS. */
 static void
-sessions_terminate(Loadgen *lg)
+sessions_end(Loadgen *lg)
 {
 	long		i;
 
 	lg->ending = 1;
-	loop_run(lg, now_us() + (long long) TERMINATE_MS * 1000, goodbye_done);
+	loop_run(lg, now_us() + (long long) GOODBYE_MS * 1000, goodbye_done);
 	for (i = 0; i < lg->started; i++)
-		conn_close(lg, &lg->conns[i], lg->conns[i].state == CONN_GOODBYE ||
-				   lg->conns[i].state == CONN_TERMINATING);
+		conn_close(lg, &lg->conns[i], lg->conns[i].state != CONN_POLLING);
 }
 
-/* Print the totals and the latencies, overall and per packet. */
+/* Print the totals and the latencies, overall and per message. */
 static void
 loadgen_report(Loadgen *lg, long long elapsed_us)
 {
@@ -1096,13 +1496,17 @@ loadgen_report(Loadgen *lg, long long elapsed_us)
 	printf("sessions_complete %ld\n", lg->complete);
 	printf("sessions_terminated %ld\n", lg->terminated);
 	printf("terminate_failures %ld\n", lg->terminate_failures);
+	printf("reconnects %ld\n", lg->reconnects);
 	printf("http_errors %ld\n", lg->http_errors);
 	for (i = 0; i < STATUS_MAX; i++)
 		if (lg->status_count[i] > 0)
 			printf("http_status_%zu %ld\n", i, lg->status_count[i]);
+	printf("empty_answers %ld\n", lg->empty_answers);
 	printf("packets %ld\n", lg->packets);
 	printf("packets_missing %ld\n", lg->packets_missing);
 	printf("packets_duplicate %ld\n", lg->packets_duplicate);
+	printf("messages_missing %ld\n", lg->messages_missing);
+	printf("messages_duplicate %ld\n", lg->messages_duplicate);
 	printf("packets_without_t %ld\n", lg->packets_without_t);
 	printf("gaps %ld\n", lg->gaps);
 	printf("elapsed_ms %lld\n", elapsed_us / 1000);
@@ -1113,7 +1517,10 @@ loadgen_report(Loadgen *lg, long long elapsed_us)
 		qsort(all, n, sizeof(long long), latency_order);
 		printf("latency_p50_us %lld\nlatency_p99_us %lld\nlatency_max_us %lld\n",
 			   percentile(all, n, 50), percentile(all, n, 99), all[n - 1]);
-		/* per packet: the samples sorted by send time, then latency */
+	}
+	if (n > 0 && lg->options.expect > 0)
+	{
+		/* per message: the samples sorted by send time, then latency */
 		qsort(lg->samples, n, sizeof(Sample), sample_by_packet);
 		for (first = 0; first < n; first = i)
 		{
@@ -1128,6 +1535,27 @@ loadgen_report(Loadgen *lg, long long elapsed_us)
 	free(all);
 }
 
+/* Take SIGUSR1, SIGTERM and SIGINT through a signalfd in the epoll set. */
+static int
+signals_watch(Loadgen *lg)
+{
+	sigset_t	mask;
+	struct epoll_event ev = {0};
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0)
+		return -1;
+	lg->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (lg->signal_fd < 0)
+		return -1;
+	ev.events = EPOLLIN;
+	ev.data.u64 = SIGNAL_EVENT;
+	return epoll_ctl(lg->epoll_fd, EPOLL_CTL_ADD, lg->signal_fd, &ev);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1137,6 +1565,7 @@ main(int argc, char **argv)
 	lg.options.host = "127.0.0.1";
 	lg.options.sessions = 1;
 	lg.options.channel = "bench";
+	lg.options.channels = 1;
 	lg.options.duration_s = 30;
 	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
 	{
@@ -1151,10 +1580,19 @@ main(int argc, char **argv)
 	}
 	if (files_raise(lg.options.sessions + FILES_SPARE) != 0)
 		return 2;
+	if (lg.options.samples_path != NULL)
+	{
+		lg.samples_file = fopen(lg.options.samples_path, "w");
+		if (lg.samples_file == NULL)
+		{
+			perror(lg.options.samples_path);
+			return 2;
+		}
+	}
 	lg.conns = calloc((size_t) lg.options.sessions, sizeof(Conn));
 	lg.round_count = calloc((size_t) lg.options.expect + 2, sizeof(long));
 	lg.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-	if (lg.conns == NULL || lg.round_count == NULL || lg.epoll_fd < 0)
+	if (lg.conns == NULL || lg.round_count == NULL || lg.epoll_fd < 0 || signals_watch(&lg) != 0)
 	{
 		perror("loadgen: start-up");
 		return 1;
@@ -1165,7 +1603,12 @@ main(int argc, char **argv)
 	if (!lg.ready_announced)
 		fprintf(stderr, "loadgen: only %ld of %ld sessions were set up in time\n",
 				lg.settled, lg.options.sessions);
-	sessions_terminate(&lg);
+	sessions_end(&lg);
 	loadgen_report(&lg, end_us - lg.start_us);
+	if (lg.samples_file != NULL && fclose(lg.samples_file) != 0)
+	{
+		perror(lg.options.samples_path);
+		return 1;
+	}
 	return 0;
 }
