@@ -807,6 +807,8 @@ step_subscribe_authorized(void *arg, PGresult *result)
 			return;
 		}
 		broker->stats.sessions_created++;
+		if (step->subject != NULL)
+			session_set_auth(session, step->auth_json);
 	}
 	else if ((session = step_session(step)) == NULL)
 		return;
@@ -857,6 +859,45 @@ step_authenticated(void *arg, PGresult *result)
 	if (!PQgetisnull(result, 0, 0))
 		step->subject = mem_strdup(PQgetvalue(result, 0, 0));
 	step_subscriptions(step);
+}
+
+/*
+ * A work request's credentials, checked again: the same subject may go on;
+ * a refused, revoked or expired token ends the session (403 forbidden).
+ */
+static void
+step_reauthenticated(void *arg, PGresult *result)
+{
+	Step	   *step = arg;
+	Session    *session;
+
+	if (result == NULL)
+	{
+		step_fail(step, PROTO_SERVICE_UNAVAILABLE, "the database is unreachable; retry shortly");
+		return;
+	}
+	if (result_ok(result) && PQntuples(result) == 1 && !PQgetisnull(result, 0, 0) &&
+		step->subject != NULL && strcmp(PQgetvalue(result, 0, 0), step->subject) == 0)
+	{
+		step_subscriptions(step);
+		return;
+	}
+	if (!result_ok(result))
+	{
+		char		message[256];
+		ProtoCondition condition = broker_sql_error(result, true, message, sizeof(message));
+
+		if (condition != PROTO_FORBIDDEN)
+		{
+			step_fail(step, condition, message);
+			return;
+		}
+	}
+	session = broker_find_session(step->broker, step->sid);
+	log_info("session %s: its credentials are no longer valid", step->sid);
+	step_fail(step, PROTO_FORBIDDEN, "the session's credentials are no longer valid");
+	if (session != NULL)
+		session_end(session, SESSION_END_TERMINATE);
 }
 
 /* Copy what the steps need from a decoded request. */
@@ -1110,9 +1151,17 @@ broker_session_work(void *ctx, Session *session, HttpRequest *req, const ProtoRe
 {
 	Broker	   *broker = ctx;
 	Step	   *step = step_new(broker, req, request, false);
+	const char *params[1];
 
 	step->subject = mem_strdup(session_subject(session));
-	step_subscriptions(step);
+	if (session_auth(session) == NULL)
+	{
+		step_subscriptions(step);
+		return;
+	}
+	/* a token may have been revoked or expired since: check it again */
+	params[0] = session_auth(session);
+	pg_query(broker->pg, broker->sql_auth, 1, params, step_reauthenticated, step);
 }
 
 /* ---- presence ------------------------------------------------------------- */

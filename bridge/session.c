@@ -54,6 +54,7 @@ struct Session
 	char	   *subject;		/* NULL: anonymous */
 	int			wait_s;
 	bool		announced;		/* its setup answer has gone out */
+	char	   *auth_json;		/* what it authenticated with, or NULL */
 
 	SessionState state;
 	HttpRequest *held;			/* the held poll */
@@ -259,6 +260,19 @@ const char *
 session_subject(const Session *session)
 {
 	return session->subject;
+}
+
+void
+session_set_auth(Session *session, const char *auth_json)
+{
+	free(session->auth_json);
+	session->auth_json = mem_strdup(auth_json);
+}
+
+const char *
+session_auth(const Session *session)
+{
+	return session->auth_json;
 }
 
 void
@@ -853,5 +867,6 @@ session_end(Session *session, SessionEnd why)
 	free(session->cache[CACHE_POLL].body);
 	free(session->cache[CACHE_WORK].body);
 	free(session->subject);
+	free(session->auth_json);
 	free(session);
 }

@@ -107,6 +107,13 @@ const char *session_subject(const Session *session);
  * never learnt of.
  */
 void		session_set_announced(Session *session);
+/*
+ * The auth object an authenticated session was set up with (copied), so
+ * that its credentials can be checked again on later requests; NULL for
+ * an anonymous session.
+ */
+void		session_set_auth(Session *session, const char *auth_json);
+const char *session_auth(const Session *session);
 bool		session_announced(const Session *session);
 SessionState session_state(const Session *session);
 int			session_wait_s(const Session *session);

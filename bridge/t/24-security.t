@@ -102,8 +102,6 @@ subtest 'a revoked token stops working on the next request' => sub {
 	is(sql("SELECT comet.revoke_token('$token')"), 't', 'the token is revoked');
 	is($bridge->setup(subscribe => ['private:alice:1'], auth => { token => $token })->status, 403,
 		'a new setup with it is 403');
-	local $TODO = 'a session keeps the subject it was set up with: re-checking its token '
-		. 'on later requests is issue 6 work';
 	($status, undef, $json) = $s->request(send => [ { channel => 'private:alice:1', data => 'after' } ]);
 	ok(($status // 0) == 403 || ($status // 0) == 404
 			|| (($status // 0) == 200 && ($json->{results}[0]{error} // '') eq 'forbidden'),
@@ -125,8 +123,6 @@ subtest 'an expired token stops working on the next request' => sub {
 	sleep 2.5;
 	is($bridge->setup(subscribe => ['private:alice:3'], auth => { token => $token })->status, 403,
 		'after 2.5 s a new setup with it is 403');
-	local $TODO = 'a session keeps the subject it was set up with: re-checking its token '
-		. 'on later requests is issue 6 work';
 	my ($status, undef, $json) = $s->request(send => [ { channel => 'private:alice:3', data => 'late' } ]);
 	ok(($status // 0) == 403 || ($status // 0) == 404
 			|| (($status // 0) == 200 && ($json->{results}[0]{error} // '') eq 'forbidden'),
