@@ -128,6 +128,18 @@ is_hex(char c)
 	return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+/* The value of the four hexadecimal digits at s (checked by the caller). */
+static unsigned
+hex4(const char *s)
+{
+	unsigned	v = 0;
+	int			k;
+
+	for (k = 0; k < 4; k++)
+		v = v * 16 + (unsigned) (is_digit(s[k]) ? s[k] - '0' : (s[k] | 0x20) - 'a' + 10);
+	return v;
+}
+
 /*
  * Length of a reference name at s (an identifier or a run of digits), or 0.
  * A name of digits must be all digits: "$1x" is not a name.
@@ -353,6 +365,38 @@ scan_string(Parser *p, size_t *content_start, size_t *content_len)
 						parser_fail(p, p->pos, "\"\\u\" must be followed by four hexadecimal digits.",
 									"invalid JSON: bad escape in string");
 						return false;
+					}
+				}
+				{
+					/* jsonb, where the packet ends up, refuses these */
+					unsigned	v = hex4(p->src + p->pos + 2);
+
+					if (v == 0)
+					{
+						parser_fail(p, p->pos, "PostgreSQL's jsonb cannot store \\u0000.",
+									"unsupported Unicode escape \\u0000 in string");
+						return false;
+					}
+					if (v >= 0xDC00 && v <= 0xDFFF)
+					{
+						parser_fail(p, p->pos, "A low surrogate must follow a high surrogate.",
+									"lone Unicode low surrogate in string");
+						return false;
+					}
+					if (v >= 0xD800 && v <= 0xDBFF)
+					{
+						const char *n = p->src + p->pos + 6;
+						bool		low = p->pos + 12 <= p->len && n[0] == '\\' && n[1] == 'u' &&
+							is_hex(n[2]) && is_hex(n[3]) && is_hex(n[4]) && is_hex(n[5]) &&
+							hex4(n + 2) >= 0xDC00 && hex4(n + 2) <= 0xDFFF;
+
+						if (!low)
+						{
+							parser_fail(p, p->pos, "A high surrogate must be followed by a low surrogate.",
+										"lone Unicode high surrogate in string");
+							return false;
+						}
+						p->pos += 6;	/* the pair together */
 					}
 				}
 				p->pos += 6;

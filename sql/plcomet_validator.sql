@@ -17,6 +17,13 @@ $$;
 CREATE FUNCTION v_bad() RETURNS void LANGUAGE plcomet AS $$
 {"channel": "v", "data": "bad \q escape"}
 $$;
+-- jsonb cannot hold \u0000 or a lone surrogate: refused at CREATE, not at every call
+CREATE FUNCTION v_bad() RETURNS void LANGUAGE plcomet AS $$
+{"channel": "v", "data": "nul \u0000 here"}
+$$;
+CREATE FUNCTION v_bad() RETURNS void LANGUAGE plcomet AS $$
+{"channel": "v", "data": "half \ud83d a pair"}
+$$;
 CREATE FUNCTION v_bad() RETURNS void LANGUAGE plcomet AS $$
 {"channel": "v", "data": 01}
 $$;

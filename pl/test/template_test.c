@@ -914,6 +914,11 @@ static const ErrorCase error_cases[] = {
 	{"an unknown escape \\x is refused at the backslash", DATA("\"a\\xb\""), "bad escape", "\\x", NULL},
 	{"\\u with a non-hex digit is refused at the backslash", DATA("\"a\\u12g4\""), "bad escape", "\\u", NULL},
 	{"\\u with too few digits is refused at the backslash", DATA("\"a\\u12\""), "bad escape", "\\u", NULL},
+	{"\\u0000 is refused (jsonb cannot store it)", DATA("\"a\\u0000b\""), "\\u0000", "\\u0000", "jsonb"},
+	{"a lone high surrogate is refused", DATA("\"a\\ud800b\""), "lone Unicode high surrogate", "\\ud800", NULL},
+	{"a high surrogate before another high one is refused", DATA("\"\\uD83D\\uD83D\""),
+	"lone Unicode high surrogate", "\\uD83D", NULL},
+	{"a lone low surrogate is refused", DATA("\"\\udc00\""), "lone Unicode low surrogate", "\\udc00", NULL},
 	{"a raw tab in a string is refused at the tab", DATA("\"a\tb\""), "control character", "\t", NULL},
 	{"a raw newline in a string is refused at the newline", DATA("\"a\nb\""), "control character", "\n", NULL},
 
