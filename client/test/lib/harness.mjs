@@ -24,10 +24,11 @@
 import {spawn, execFileSync} from 'node:child_process';
 import {createRequire} from 'node:module';
 import {existsSync} from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {randomBytes} from 'node:crypto';
+import {PSQL, sleep, withTimeout, freePort, lit} from '../../../tests/lib/util.mjs';
+export {PSQL, sleep, withTimeout, freePort, lit};
 
 const require = createRequire(import.meta.url);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -43,17 +44,7 @@ export const ADMIN_CONNINFO = process.env.COMET_TEST_DB || 'dbname=postgres';
 export const BRIDGE_BINARY = path.resolve(REPO_ROOT, process.env.COMET_BRIDGE || 'bridge/comet-bridge');
 export const BRIDGE_ROLE = 'comet_bridge_test';
 
-function findPsql() {
-  for (const dir of (process.env.PATH || '').split(':')) {
-    if (dir && existsSync(path.join(dir, 'psql'))) return path.join(dir, 'psql');
-  }
-  for (const p of ['/usr/lib/postgresql/15/bin/psql', '/usr/bin/psql'])
-    if (existsSync(p)) return p;
-  return 'psql';
-}
-export const PSQL = findPsql();
 
-export const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
 /**
  * Poll predicate (sync or async) every 20 ms until it returns a truthy value
@@ -74,29 +65,7 @@ export async function waitFor(predicate, timeout = 5000, what = 'a condition') {
   }
 }
 
-/** A promise with a deadline: rejects after ms with what it was. */
-export function withTimeout(promise, ms, what = 'a promise') {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
-/** A port on 127.0.0.1 that nothing listens on now (the OS picks it). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /* ---- psql ----------------------------------------------------------------- */
 
@@ -129,11 +98,6 @@ export function psql(conninfo, text, {timeout = 30000} = {}) {
   });
 }
 
-/** A SQL string literal. */
-export function lit(value) {
-  if (value === null || value === undefined) return 'NULL';
-  return `'${String(value).replace(/'/g, "''")}'`;
-}
 
 /* ---- what a test file started, stopped at the end ------------------------------ */
 

@@ -15,11 +15,12 @@
 import {spawn} from 'node:child_process';
 import {createRequire} from 'node:module';
 import {existsSync, mkdirSync, mkdtempSync, rmSync, createWriteStream} from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {randomBytes} from 'node:crypto';
+import {PSQL, sleep, withTimeout, freePort, lit} from '../../lib/util.mjs';
+export {PSQL, sleep, withTimeout, freePort, lit};
 
 const require = createRequire(import.meta.url);
 const {chromium} = require('playwright-core');
@@ -40,17 +41,7 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 
-function findPsql() {
-  for (const dir of (process.env.PATH || '').split(':')) {
-    if (dir && existsSync(path.join(dir, 'psql'))) return path.join(dir, 'psql');
-  }
-  for (const p of ['/usr/lib/postgresql/15/bin/psql', '/usr/bin/psql'])
-    if (existsSync(p)) return p;
-  return 'psql';
-}
-export const PSQL = findPsql();
 
-export const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
 /**
  * Poll predicate (sync or async) every 25 ms until it returns a truthy value
@@ -86,29 +77,7 @@ export async function waitFor(predicate, timeout, what, describe) {
   }
 }
 
-/** A promise with a deadline. */
-export function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
-/** A port on 127.0.0.1 that nothing listens on now (the OS picks it). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /* ---- psql ----------------------------------------------------------------- */
 
@@ -148,11 +117,6 @@ export function psql(conninfo, text) {
   return runPsql(conninfo, ['-At', '-f', '-'], text.endsWith('\n') ? text : text + '\n');
 }
 
-/** A SQL string literal. */
-export function lit(value) {
-  if (value === null || value === undefined) return 'NULL';
-  return `'${String(value).replace(/'/g, "''")}'`;
-}
 
 /** conninfo with dbname replaced (or added). */
 export function withDbname(conninfo, dbname) {
