@@ -37,7 +37,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
 all: bridge/comet-bridge
 
-.PHONY: test run stop bench fuzz unit-test install-bridge bridge/comet-bridge
+.PHONY: test run stop run-cluster stop-cluster bench fuzz unit-test install-bridge bridge/comet-bridge
 
 # comet-bridge: built by its own Makefile, installed next to the extension
 PREFIX ?= /usr/local
@@ -56,6 +56,12 @@ run:
 
 stop:
 	scripts/run.sh stop
+
+run-cluster:
+	scripts/run-cluster.sh
+
+stop-cluster:
+	scripts/run-cluster.sh stop
 
 bench:
 	bench/send/run.sh
