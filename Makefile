@@ -5,7 +5,11 @@
 #                start a throwaway cluster, run every suite, stop it
 #   make run     the same set-up, with a persistent cluster under .run/
 #   make stop    stop what make run started
+#   make run-cluster   three bridges behind nginx (examples/nginx) serving
+#                the demo on 127.0.0.1:8080; make stop-cluster stops it
 #   make bench   the benchmarks (never part of make test)
+#   make fuzz    the libFuzzer harnesses, FUZZ_SECONDS each
+#   make analyze static analysis of the C code (also part of make test)
 #
 # The version below is the one version of the extension; comet.control and
 # META.json must say the same (the test suite checks).
@@ -37,7 +41,8 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
 all: bridge/comet-bridge
 
-.PHONY: test run stop run-cluster stop-cluster bench fuzz unit-test install-bridge bridge/comet-bridge
+.PHONY: test run stop run-cluster stop-cluster bench fuzz analyze unit-test install-bridge \
+        bridge/comet-bridge
 
 # comet-bridge: built by its own Makefile, installed next to the extension
 PREFIX ?= /usr/local
@@ -70,6 +75,10 @@ bench:
 FUZZ_SECONDS ?= 60
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
+
+# cppcheck and the Clang Static Analyzer over pl/ and bridge/: no finding
+analyze:
+	scripts/analyze.sh
 
 # The template parser, built and tested outside the server.
 pl/test/template_test: pl/test/template_test.c pl/template.c pl/template.h

@@ -115,6 +115,7 @@ typedef struct Step
 	Buf			results;		/* ,{...},{...} */
 	Buf			positions;		/* ,"ch":57 */
 	int64_t    *position_of;	/* per subscribe item, -1 if none */
+	bool	   *fresh;			/* per subscribe item: subscribed by this step */
 	Packet	  **extra;			/* resume packets and gaps, before the queue */
 	size_t		nextra;
 } Step;
@@ -216,6 +217,7 @@ step_free(Step *step)
 	free(step->unsubscribe);
 	free(step->allowed);
 	free(step->position_of);
+	free(step->fresh);
 	free(step->resume);
 	free(step->resume_limit);
 	free(step->subject);
@@ -299,6 +301,18 @@ append_result_error(Step *step, ProtoCondition condition, const char *message)
 	proto_encode_error(&step->results, condition, message);
 }
 
+/* Whether the step resumes channel. */
+static bool
+step_resumes(const Step *step, const char *channel)
+{
+	int			r;
+
+	for (r = 0; r < step->nresume; r++)
+		if (strcmp(step->resume[r].channel, channel) == 0)
+			return true;
+	return false;
+}
+
 /* Every item is done: answer the setup or work request. */
 static void
 step_answer(Step *step)
@@ -353,9 +367,18 @@ step_answer(Step *step)
 		buf_append_char(&body, '}');
 	}
 	/*
-	 * resume packets come before whatever arrived live meanwhile; they are
-	 * not queued, so a long catch-up does not count against --max-pending
+	 * Live packets up to a channel's position were queued if their NOTIFY
+	 * arrived after the subscription: the client has them from the resume,
+	 * or they precede the position it starts from.  (A channel the session
+	 * had already, without a resume, keeps its queue: the client has not
+	 * seen those packets yet.)  Resume packets come
+	 * before whatever arrived live meanwhile; they are not queued, so a
+	 * long catch-up does not count against --max-pending.
 	 */
+	for (k = 0; k < step->nsubscribe; k++)
+		if (step->position_of[k] >= 0 &&
+			(step->fresh[k] || step_resumes(step, step->subscribe[k])))
+			session_set_floor(session, step->subscribe[k], step->position_of[k]);
 	session_take_packets_after(session, &body, step->extra, step->nextra);
 	buf_append_char(&body, '}');
 	if (step->setup)
@@ -438,8 +461,7 @@ step_publish_authorized(void *arg, PGresult *result)
 /* Ask the authorize function about a list of channels for one action. */
 static void
 broker_authorize(Broker *broker, Step *step, const char *action,
-				 char (*channels)[PROTO_CHANNEL_MAX + 1], int nchannels,
-				 const char *const *channel_ptrs, PgResultHandler handler)
+				 const char *const *channels, int nchannels, PgResultHandler handler)
 {
 	Buf			list = BUF_INIT;
 	const char *params[3];
@@ -448,7 +470,7 @@ broker_authorize(Broker *broker, Step *step, const char *action,
 	buf_append_char(&list, '[');
 	for (k = 0; k < nchannels; k++)
 	{
-		const char *name = channels ? channels[k] : channel_ptrs[k];
+		const char *name = channels[k];
 
 		if (k > 0)
 			buf_append_char(&list, ',');
@@ -476,7 +498,7 @@ step_sends(Step *step)
 	names = mem_alloc(sizeof(char *) * step->nsend);
 	for (k = 0; k < step->nsend; k++)
 		names[k] = step->send[k].channel;
-	broker_authorize(step->broker, step, "publish", NULL, step->nsend, names,
+	broker_authorize(step->broker, step, "publish", names, step->nsend,
 					 step_publish_authorized);
 	free(names);
 }
@@ -712,7 +734,7 @@ step_subscribe(Step *step, Session *session)
 	{
 		if (step->allowed[k])
 		{
-			session_subscribe(session, step->subscribe[k]);
+			step->fresh[k] = session_subscribe(session, step->subscribe[k]);
 			if (!step->setup)
 				append_result_ok(step);
 		}
@@ -822,8 +844,14 @@ step_subscriptions(Step *step)
 
 	if (step->nsubscribe > 0)
 	{
-		broker_authorize(step->broker, step, "subscribe", step->subscribe,
-						 step->nsubscribe, NULL, step_subscribe_authorized);
+		const char **names = mem_alloc(sizeof(char *) * step->nsubscribe);
+		int			k;
+
+		for (k = 0; k < step->nsubscribe; k++)
+			names[k] = step->subscribe[k];
+		broker_authorize(step->broker, step, "subscribe", names, step->nsubscribe,
+						 step_subscribe_authorized);
+		free(names);
 		return;
 	}
 	if (!step->setup)
@@ -922,6 +950,7 @@ step_new(Broker *broker, HttpRequest *req, const ProtoRequest *request, bool set
 			   sizeof(*step->subscribe) * request->nsubscribe);
 	step->allowed = mem_alloc(sizeof(bool) * (request->nsubscribe + 1));
 	step->position_of = mem_alloc(sizeof(int64_t) * (request->nsubscribe + 1));
+	step->fresh = mem_alloc(sizeof(bool) * (request->nsubscribe + 1));
 	for (k = 0; k < request->nsubscribe; k++)
 		step->position_of[k] = -1;
 	step->nunsubscribe = request->nunsubscribe;
@@ -1119,11 +1148,19 @@ broker_http_metrics(void *ctx, Buf *body)
 				   broker->http ? http_error_count(broker->http, (ProtoCondition) c) : 0UL);
 }
 
+static size_t
+broker_http_flush(void *ctx, size_t max)
+{
+	Broker	   *broker = ctx;
+
+	return broker->sessions ? session_flush(broker->sessions, max) : 0;
+}
+
 HttpHooks
 broker_http_hooks(Broker *broker)
 {
 	HttpHooks	hooks = {broker_http_comet, broker_http_client_gone,
-	broker_http_healthz, broker_http_metrics, broker};
+	broker_http_healthz, broker_http_metrics, broker_http_flush, broker};
 
 	return hooks;
 }

@@ -127,6 +127,7 @@ channel_subscribe(ChannelTable *table, const char *name, void *subscriber)
 	subscription->channel = channel;
 	subscription->index = channel->nsubscribers;
 	subscription->subscriber = subscriber;
+	subscription->floor = -1;
 	channel->subscribers[channel->nsubscribers++] = subscription;
 	return subscription;
 }
@@ -198,10 +199,14 @@ channel_publish(ChannelTable *table, Packet *packet)
 	channel->publishing = true;
 	for (i = channel->nsubscribers; i > 0; i--)
 	{
+		Subscription *subscription;
+
 		if (i - 1 >= channel->nsubscribers)
 			continue;
-		table->hooks.deliver(table->hooks.ctx,
-							 channel->subscribers[i - 1]->subscriber, packet);
+		subscription = channel->subscribers[i - 1];
+		if (packet->seq >= 0 && packet->seq <= subscription->floor)
+			continue;
+		table->hooks.deliver(table->hooks.ctx, subscription->subscriber, packet);
 		delivered++;
 	}
 	channel->publishing = false;

@@ -27,6 +27,11 @@ typedef struct Subscription
 	Channel    *channel;
 	size_t		index;			/* position in the channel's subscribers */
 	void	   *subscriber;		/* the session, opaque here */
+	/*
+	 * Durable packets up to this seq are not delivered to this subscriber
+	 * (it has them from a replay, or they precede its position); -1: none.
+	 */
+	int64_t		floor;
 } Subscription;
 
 typedef struct ChannelHooks
@@ -52,7 +57,8 @@ const char *channel_name(const Channel *channel);
 /*
  * Hand packet to every subscriber of packet->channel.  A durable packet
  * (seq >= 0) whose seq is not above the channel's last seq is a duplicate
- * and is dropped.  Returns how many subscribers got it.
+ * and is dropped, and one not above a subscriber's floor skips that
+ * subscriber.  Returns how many subscribers got it.
  */
 size_t		channel_publish(ChannelTable *table, Packet *packet);
 

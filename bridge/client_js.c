@@ -5,27 +5,35 @@
  */
 #include "client_js.h"
 
+#include <stdint.h>
+
+/* each file, then its length as a 64-bit number the assembler computes */
 __asm__(".section .rodata\n"
 		".balign 16\n"
-		"comet_client_js_start:\n"
+		"comet_client_js_data:\n"
 		".incbin \"../client/comet.js\"\n"
-		"comet_client_js_end:\n"
+		"1:\n"
+		".balign 8\n"
+		"comet_client_js_len:\n"
+		".quad 1b - comet_client_js_data\n"
 		".balign 16\n"
-		"comet_client_mjs_start:\n"
+		"comet_client_mjs_data:\n"
 		".incbin \"../client/comet.mjs\"\n"
-		"comet_client_mjs_end:\n"
+		"2:\n"
+		".balign 8\n"
+		"comet_client_mjs_len:\n"
+		".quad 2b - comet_client_mjs_data\n"
 		".previous\n");
 
-extern const char comet_client_js_start[];
-extern const char comet_client_js_end[];
-extern const char comet_client_mjs_start[];
-extern const char comet_client_mjs_end[];
+extern const char comet_client_js_data[];
+extern const uint64_t comet_client_js_len;
+extern const char comet_client_mjs_data[];
+extern const uint64_t comet_client_mjs_len;
 
 ClientFile
 client_js(void)
 {
-	ClientFile	file = {comet_client_js_start,
-	(size_t) (comet_client_js_end - comet_client_js_start)};
+	ClientFile	file = {comet_client_js_data, (size_t) comet_client_js_len};
 
 	return file;
 }
@@ -33,8 +41,7 @@ client_js(void)
 ClientFile
 client_mjs(void)
 {
-	ClientFile	file = {comet_client_mjs_start,
-	(size_t) (comet_client_mjs_end - comet_client_mjs_start)};
+	ClientFile	file = {comet_client_mjs_data, (size_t) comet_client_mjs_len};
 
 	return file;
 }

@@ -9,6 +9,14 @@
  * response and resumes it, and MHD calls the access handler once more to
  * queue it.  Every request's state lives in one HttpRequest, freed when
  * MHD says the request is complete.
+ *
+ * Answers in batches.  A packet for 10,000 held polls makes 10,000 answers
+ * due (HttpHooks.flush).  http_idle asks for them in batches that start
+ * small and double (HTTP_FLUSH_FIRST .. HTTP_FLUSH_MAX), with an MHD_run
+ * after each: the first answers are on the wire at once and the clients
+ * read them while later ones are built.  Batches grow because every
+ * MHD_run that resumes anything walks MHD's whole list of suspended
+ * connections.
  */
 #include "http.h"
 
@@ -95,6 +103,10 @@ struct Http
 
 static void http_drive(Http *http);
 static void http_unhold(HttpRequest *req);
+
+/* The first batch of due answers built per MHD_run, and the largest. */
+#define HTTP_FLUSH_FIRST 64
+#define HTTP_FLUSH_MAX 2048
 
 /* libmicrohttpd's own messages (a client that sent garbage, ...): debug. */
 static void
@@ -659,6 +671,7 @@ static void
 http_idle(Loop *loop, void *arg)
 {
 	Http	   *http = arg;
+	size_t		batch = HTTP_FLUSH_FIRST;
 
 	(void) loop;
 	while (http->hung_up != NULL)
@@ -670,9 +683,20 @@ http_idle(Loop *loop, void *arg)
 		if (req->watch != NULL && !req->gone)
 			http_client_gone(req);
 	}
-	/* answering inside MHD_run can resume more: run until none is left */
-	while (http->resumed)
+	/*
+	 * Due answers in growing batches, each written by an MHD_run; answering
+	 * inside MHD_run can resume more: run until none is left.
+	 */
+	for (;;)
+	{
+		size_t		given = http->hooks.flush ? http->hooks.flush(http->hooks.ctx, batch) : 0;
+
+		if (given == 0 && !http->resumed)
+			break;
 		http_drive(http);
+		if (batch < HTTP_FLUSH_MAX)
+			batch *= 2;
+	}
 }
 
 /*
@@ -889,7 +913,7 @@ void
 http_refuse_all(Http *http)
 {
 	HttpHooks	hooks = {http_refuse_comet, http_refuse_gone, http_refuse_healthz,
-	http_refuse_metrics, http};
+	http_refuse_metrics, NULL, http};
 
 	http->hooks = hooks;
 }

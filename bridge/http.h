@@ -37,6 +37,12 @@ typedef struct HttpHooks
 	int			(*healthz) (void *ctx, Buf *body);
 	/* GET /metrics: Prometheus text. */
 	void		(*metrics) (void *ctx, Buf *body);
+	/*
+	 * Answers due: give up to max of them now (with http_answer); how
+	 * many were given.  Called between runs of libmicrohttpd until it
+	 * gives none, so that answers are written while later ones are built.
+	 */
+	size_t		(*flush) (void *ctx, size_t max);
 	void	   *ctx;
 } HttpHooks;
 

@@ -297,7 +297,7 @@ pg_push_command(Pg *pg, bool listen, bool marker, const char *channel)
 
 	if (pg->commands_len == pg->commands_capacity)
 	{
-		size_t		capacity = pg->commands_capacity * 2;
+		size_t		capacity = pg->commands_capacity > 0 ? pg->commands_capacity * 2 : 16;
 		PgCommand  *grown = mem_alloc(sizeof(PgCommand) * capacity);
 		size_t		i;
 

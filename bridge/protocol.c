@@ -1077,12 +1077,15 @@ ProtoCondition
 proto_decode_request(const char *body, size_t len, ProtoRequest *request,
 					 char *message, size_t message_len)
 {
-	RequestDecoder decoder = {request, message, message_len};
+	RequestDecoder decoder;
 	struct json_object *root;
 	enum json_tokener_error parse_error;
 	bool		decoded;
 
 	memset(request, 0, sizeof(*request));
+	decoder.request = request;
+	decoder.message = message;
+	decoder.message_len = message_len;
 	if (message != NULL && message_len > 0)
 		message[0] = '\0';
 	if (decode_plain_poll(body, len, request))

@@ -63,6 +63,10 @@ struct Session
 	Packet	  **queue;
 	size_t		queue_len;
 	size_t		queue_capacity;
+	/* in SessionTable.answer_due: held, with packets, not yet answered */
+	Session    *due_prev;
+	Session    *due_next;
+	bool		due;
 
 	uint64_t	next_rid;		/* the next rid to start */
 	bool		starting;		/* session_start_next is running */
@@ -89,9 +93,13 @@ struct SessionTable
 	size_t		nbuckets;		/* a power of two */
 	size_t		nsessions;
 	size_t		queued;			/* packets queued in all sessions */
+	/* held polls that have packets to carry, oldest first (session_flush) */
+	Session    *due_head;
+	Session    *due_tail;
 };
 
 static bool session_start_next(Session *session);
+static void session_release_held(Session *session);
 
 const char *
 session_end_name(SessionEnd why)
@@ -300,6 +308,25 @@ session_wait_s(const Session *session)
 }
 
 size_t
+session_flush(SessionTable *table, size_t max)
+{
+	size_t		n = 0;
+
+	while (table->due_head != NULL && n < max)
+	{
+		session_release_held(table->due_head);	/* takes it off the list */
+		n++;
+	}
+	return n;
+}
+
+bool
+session_flush_pending(const SessionTable *table)
+{
+	return table->due_head != NULL;
+}
+
+size_t
 session_queue_length(const Session *session)
 {
 	return session->queue_len;
@@ -412,6 +439,44 @@ session_hold(Session *session, HttpRequest *req, uint64_t rid)
 	session_update_inactivity(session);
 }
 
+/* ---- held polls due for an answer -------------------------------------- */
+
+static void
+session_due_add(Session *session)
+{
+	SessionTable *table = session->table;
+
+	if (session->due)
+		return;
+	session->due = true;
+	session->due_next = NULL;
+	session->due_prev = table->due_tail;
+	if (table->due_tail != NULL)
+		table->due_tail->due_next = session;
+	else
+		table->due_head = session;
+	table->due_tail = session;
+}
+
+static void
+session_due_remove(Session *session)
+{
+	SessionTable *table = session->table;
+
+	if (!session->due)
+		return;
+	if (session->due_prev != NULL)
+		session->due_prev->due_next = session->due_next;
+	else
+		table->due_head = session->due_next;
+	if (session->due_next != NULL)
+		session->due_next->due_prev = session->due_prev;
+	else
+		table->due_tail = session->due_prev;
+	session->due = false;
+	session->due_prev = session->due_next = NULL;
+}
+
 /* Answer the held poll with what is queued and go back to waiting. */
 static void
 session_release_held(Session *session)
@@ -419,6 +484,7 @@ session_release_held(Session *session)
 	HttpRequest *req = session->held;
 	uint64_t	rid = session->held_rid;
 
+	session_due_remove(session);
 	session->held = NULL;
 	session->state = SESSION_WAITING;
 	loop_timer_stop(session->table->loop, &session->wait_timer);
@@ -484,11 +550,21 @@ waiting_packet_arrives(Session *session, Packet *packet)
 	session->state = SESSION_HAVE_PACKET;
 }
 
+/*
+ * The held poll is answered by session_flush, soon: a packet for many
+ * sessions is queued to all of them first, and their answers go out in
+ * batches between which the HTTP layer writes (see session.h).
+ */
 static void
 have_request_packet_arrives(Session *session, Packet *packet)
 {
+	if (session->queue_len >= session->table->limits.max_pending)
+	{
+		session_end(session, SESSION_END_OVERFLOW);
+		return;
+	}
 	session_enqueue(session, packet);
-	session_release_held(session);
+	session_due_add(session);
 }
 
 static void
@@ -535,11 +611,12 @@ session_client_gone(Session *session, HttpRequest *req)
 {
 	if (session->state != SESSION_HAVE_REQUEST || session->held != req)
 		return;
-	/* packets that arrive from now on stay queued for the next request,
-	 * which may be a retry of this very rid */
+	/* packets queued for it, and those that arrive from now on, stay queued
+	 * for the next request, which may be a retry of this very rid */
+	session_due_remove(session);
 	session->held = NULL;
 	session->orphaned = true;
-	session->state = SESSION_WAITING;
+	session->state = session->queue_len > 0 ? SESSION_HAVE_PACKET : SESSION_WAITING;
 	loop_timer_stop(session->table->loop, &session->wait_timer);
 	session_update_inactivity(session);
 }
@@ -792,6 +869,38 @@ session_unsubscribe(Session *session, const char *channel)
 }
 
 void
+session_set_floor(Session *session, const char *channel, int64_t seq)
+{
+	Subscription **slot = session_find_subscription(session, channel);
+	size_t		i;
+	size_t		kept = 0;
+
+	if (slot == NULL || seq < 0)
+		return;
+	if (seq > (*slot)->floor)
+		(*slot)->floor = seq;
+	for (i = 0; i < session->queue_len; i++)
+	{
+		Packet	   *packet = session->queue[i];
+
+		if (packet->seq >= 0 && packet->seq <= seq && strcmp(packet->channel, channel) == 0)
+		{
+			packet_unref(packet);
+			session->table->queued--;
+			continue;
+		}
+		session->queue[kept++] = packet;
+	}
+	session->queue_len = kept;
+	if (kept > 0)
+		return;
+	/* nothing left to carry */
+	if (session->state == SESSION_HAVE_PACKET)
+		session->state = SESSION_WAITING;
+	session_due_remove(session);
+}
+
+void
 session_foreach_channel(const Session *session,
 						void (*fn) (void *arg, const char *channel), void *arg)
 {
@@ -833,6 +942,7 @@ session_end(Session *session, SessionEnd why)
 
 	loop_timer_stop(table->loop, &session->wait_timer);
 	loop_timer_stop(table->loop, &session->inactivity_timer);
+	session_due_remove(session);
 
 	if (session->held != NULL)
 	{

@@ -6,9 +6,18 @@
  *   state \ event | poll arrives        | packet arrives      | wait expires  | client gone  | inactivity
  *   --------------+---------------------+---------------------+---------------+--------------+-----------
  *   waiting       | hold -> have_request| queue -> have_packet| -             | -            | end
- *   have_request  | answer old, hold new| answer -> waiting   | answer empty  | drop request | -
+ *   have_request  | answer old, hold new| answer -> waiting * | answer empty  | drop request | -
  *                 |                     |                     |   -> waiting  |   -> waiting |
  *   have_packet   | answer -> waiting   | queue (or overflow) | -             | -            | end
+ *
+ * (*) Not at once: the session goes on the table's list of held polls due
+ * for an answer, and session_flush answers them, oldest first, in batches.
+ * A packet for 10,000 sessions is thus queued to all of them in one pass,
+ * and the HTTP layer writes the first answers while later ones are still
+ * being built.  Until its turn the session stays in have_request with
+ * packets queued; every other event treats it as above (a poll, the wait
+ * or the end answers the held poll with them; a client gone leaves them
+ * queued, -> have_packet; more packets are queued, or overflow).
  *
  * Around it: the rid window (requests are processed in rid order; a rid
  * already answered gets the same answer again; a rid beyond the window
@@ -119,8 +128,21 @@ SessionState session_state(const Session *session);
 int			session_wait_s(const Session *session);
 size_t		session_queue_length(const Session *session);
 
+/*
+ * Answer up to max held polls that have packets (oldest first); how many
+ * were answered.  session_flush_pending: some are still due.
+ */
+size_t		session_flush(SessionTable *table, size_t max);
+bool		session_flush_pending(const SessionTable *table);
+
 /* Subscriptions (the host has authorized them). */
 bool		session_subscribe(Session *session, const char *channel);
+/*
+ * The client has channel's durable packets up to seq (from a replay, or
+ * they precede its position): drop those queued, and deliver none of them
+ * later (a NOTIFY still in flight).
+ */
+void		session_set_floor(Session *session, const char *channel, int64_t seq);
 bool		session_unsubscribe(Session *session, const char *channel);
 /* Calls fn for each subscribed channel. */
 void		session_foreach_channel(const Session *session,

@@ -354,14 +354,18 @@ sink_write_text(void *ctx, const TmplRef *ref)
 static Jsonb *
 render_to_jsonb(RenderContext *render, const TmplNode *node, bool in_channel)
 {
-	StringInfoData out;
+	StringInfo	out = makeStringInfo();
 	TmplSink	sink = {sink_append, sink_write_value, sink_write_text, render};
+	Jsonb	   *result;
 
-	initStringInfo(&out);
-	render->out = &out;
+	render->out = out;
 	render->in_channel = in_channel;
 	tmpl_render(node, &sink);
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
+	render->out = NULL;
+	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(out->data)));
+	pfree(out->data);
+	pfree(out);
+	return result;
 }
 
 /* A rendered channel element as a name, or an error. */
@@ -400,17 +404,19 @@ enqueue_channel_value(const JsonbValue *value, Jsonb *data)
 static void
 enqueue_plain_template_channel(RenderContext *render, Jsonb *data)
 {
-	StringInfoData out;
+	StringInfo	out = makeStringInfo();
 	TmplSink	sink = {sink_append, sink_write_value, sink_write_text, render};
 
-	initStringInfo(&out);
-	render->out = &out;
+	render->out = out;
 	render->in_channel = true;
 	render->raw_text = true;
 	tmpl_render(render->function->packet.channel, &sink);
 	render->raw_text = false;
+	render->out = NULL;
 	/* drop the quotes the renderer put around the string */
-	comet_send_enqueue(out.data + 1, out.len - 2, data);
+	comet_send_enqueue(out->data + 1, out->len - 2, data);
+	pfree(out->data);
+	pfree(out);
 }
 
 /* Render the channel member and queue the packet on each channel. */

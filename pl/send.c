@@ -58,6 +58,7 @@
 #include "utils/lsyscache.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
+#include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/inval.h"
@@ -170,7 +171,7 @@ comet_send_check_privilege(void)
 	if (!OidIsValid(send_state.send_oid))
 	{
 		Oid			argtypes[2] = {TEXTOID, JSONBOID};
-		List	   *name = list_make2(makeString("comet"), makeString("send"));
+		List	   *name = stringToQualifiedNameList("comet.send");
 
 		send_state.send_oid = LookupFuncName(name, 2, argtypes, false);
 	}

@@ -159,6 +159,16 @@ count "$(grep -ac '^fuzz: [a-z_]* ok (' "$WORK/fuzz.out" || true)" \
 [ "$fuzz_status" -eq 0 ] || grep -aq '^fuzz: [a-z_]* FAILED' "$WORK/fuzz.out" \
 	|| count 0 1 fuzz-run
 
+# scripts/analyze.sh prints "analyze: NAME ok" or "analyze: NAME FAILED" per part
+log "suite: static analysis (cppcheck, clang --analyze)"
+scripts/analyze.sh >"$WORK/analyze.out" 2>&1
+analyze_status=$?
+cat "$WORK/analyze.out"
+count "$(grep -ac '^analyze: .* ok$' "$WORK/analyze.out" || true)" \
+	"$(grep -ac '^analyze: .* FAILED$' "$WORK/analyze.out" || true)" analyze
+[ "$analyze_status" -eq 0 ] || grep -aq '^analyze: .* FAILED$' "$WORK/analyze.out" \
+	|| count 0 1 analyze-run
+
 echo
 [ ${#FAILED_SUITES[@]} -gt 0 ] && echo "failed suites: ${FAILED_SUITES[*]}"
 echo "$PASSED passed, $FAILED failed"

@@ -6,6 +6,8 @@
  */
 #include "../session.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -194,7 +196,67 @@ publish(const char *channel, int64_t seq, const char *data)
 	Packet	   *packet = packet_new(channel, seq, data, strlen(data));
 
 	channel_publish(channels, packet);
+	session_flush(sessions, SIZE_MAX);	/* as the HTTP layer does after each event */
 	return packet;
+}
+
+/* Published without the flush: the answers stay due. */
+static Packet *
+publish_only(const char *channel, int64_t seq, const char *data)
+{
+	Packet	   *packet = packet_new(channel, seq, data, strlen(data));
+
+	channel_publish(channels, packet);
+	return packet;
+}
+
+static void
+test_answers_due(void)
+{
+	Session    *s[3];
+	char		sid[16];
+	int			i;
+
+	setup(3, 10000);
+	for (i = 0; i < 3; i++)
+	{
+		snprintf(sid, sizeof(sid), "d%d", i);
+		s[i] = session_create(sessions, sid, NULL, 10, 0);
+		session_subscribe(s[i], "fan");
+		poll_rid(s[i], 1 + i, 11);
+	}
+	packet_unref(publish_only("fan", 1, "\"one\""));
+	UNIT_CHECK(host.nanswers == 0 && session_flush_pending(sessions) &&
+			   session_state(s[0]) == SESSION_HAVE_REQUEST && session_queue_length(s[0]) == 1,
+			   "a packet for held polls makes their answers due, not sent");
+	packet_unref(publish_only("fan", 2, "\"two\""));
+	UNIT_CHECK(host.nanswers == 0 && session_queue_length(s[2]) == 2,
+			   "a second packet joins the first in the due answer");
+	/* s[2] is first: the channel serves its subscribers from the last */
+	UNIT_CHECK(session_flush(sessions, 1) == 1 && host.nanswers == 1 &&
+			   last_answer()->req == 3 && strstr(last_answer()->body, "\"one\"") != NULL &&
+			   strstr(last_answer()->body, "\"two\"") != NULL &&
+			   session_flush_pending(sessions),
+			   "session_flush answers no more than asked, with every queued packet");
+
+	/* of the two still due: one's client leaves, the other polls again */
+	session_client_gone(s[1], req(2));
+	UNIT_CHECK(session_state(s[1]) == SESSION_HAVE_PACKET && session_queue_length(s[1]) == 2,
+			   "a due poll whose client left keeps its packets (have_packet)");
+	poll_rid(s[0], 10, 12);
+	UNIT_CHECK(host.nanswers == 2 && last_answer()->req == 1 &&
+			   strstr(last_answer()->body, "\"two\"") != NULL &&
+			   session_state(s[0]) == SESSION_HAVE_REQUEST,
+			   "a new poll answers the due one with its packets and is held");
+	UNIT_CHECK(session_flush(sessions, 10) == 0 && !session_flush_pending(sessions),
+			   "nothing is due any more");
+
+	/* ending a session whose answer is due takes it off the list */
+	packet_unref(publish_only("fan", 3, "\"three\""));
+	session_end(s[0], SESSION_END_SHUTDOWN);
+	UNIT_CHECK(!session_flush_pending(sessions) && session_flush(sessions, 10) == 0,
+			   "an ended session is no longer due");
+	teardown();
 }
 
 static void
@@ -271,6 +333,37 @@ test_poll_and_packets(void)
 
 	UNIT_CHECK(session_unsubscribe(s, "grid:1") && host.nunlistens == 1,
 			   "the last unsubscription asks for UNLISTEN");
+	teardown();
+}
+
+static void
+test_floor(void)
+{
+	Session    *s;
+
+	setup(100, 10000);
+	s = session_create(sessions, "f1", NULL, 10, 0);
+	session_subscribe(s, "f");
+	session_subscribe(s, "g");
+	/* live packets queued between the subscription and the position */
+	packet_unref(publish("f", 7, "\"seven\""));
+	packet_unref(publish("g", 3, "\"g3\""));
+	packet_unref(publish("f", 8, "\"eight\""));
+	session_set_floor(s, "f", 7);
+	UNIT_CHECK(session_queue_length(s) == 2 && session_table_queued(sessions) == 2,
+			   "the floor drops the channel's queued packets up to it, and only those");
+	session_set_floor(s, "f", 10);
+	UNIT_CHECK(session_queue_length(s) == 1, "a higher floor drops more");
+	packet_unref(publish("f", 9, "\"late\""));
+	UNIT_CHECK(session_queue_length(s) == 1,
+			   "a packet new to the channel but at or below the floor is not queued");
+	session_set_floor(s, "f", 3);
+	packet_unref(publish("f", 11, "\"eleven\""));
+	UNIT_CHECK(session_queue_length(s) == 2, "a lower floor does not lower it; later seqs pass");
+	session_set_floor(s, "g", 3);
+	session_set_floor(s, "f", 11);
+	UNIT_CHECK(session_queue_length(s) == 0 && session_state(s) == SESSION_WAITING,
+			   "a queue emptied by the floor leaves have_packet");
 	teardown();
 }
 
@@ -488,6 +581,8 @@ int
 main(void)
 {
 	test_poll_and_packets();
+	test_answers_due();
+	test_floor();
 	test_client_gone();
 	test_rid_window();
 	test_answer_cache();
