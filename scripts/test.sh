@@ -8,7 +8,8 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$COMET_ROOT"
 
-deps_install $COMET_PACKAGES_BUILD $COMET_PACKAGES_BROWSER || exit 1
+# nginx-light: the scale-out suite puts nginx in front of three bridges
+deps_install $COMET_PACKAGES_BUILD $COMET_PACKAGES_BROWSER nginx-light || exit 1
 node_install
 npm_ci "$COMET_ROOT/tests/browser"
 build_install || die "build failed"
@@ -118,6 +119,12 @@ grep -aE '^ *(not )?ok |^# (tests|pass|fail|cancelled|skipped|todo) ' "$WORK/bro
 count_node_output "$WORK/browser.out" browser
 grep -aq '^# fail 0$' "$WORK/browser.out" || tail -n 120 "$WORK/browser.out"
 log "browser screenshots: tests/browser/artifacts/"
+
+log "suite: scale-out (three bridges behind nginx, one killed and restarted)"
+node --test --test-reporter=tap tests/cluster/*.test.mjs >"$WORK/cluster.out" 2>&1
+grep -aE '^ *(not )?ok |^# (tests|pass|fail|cancelled|skipped|todo) |^# [a-z0-9]' "$WORK/cluster.out"
+count_node_output "$WORK/cluster.out" cluster
+grep -aq '^# fail 0$' "$WORK/cluster.out" || tail -n 120 "$WORK/cluster.out"
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
 # any sanitizer report from the bridge is a failure
