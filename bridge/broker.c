@@ -925,7 +925,7 @@ step_reauthenticated(void *arg, PGresult *result)
 	log_info("session %s: its credentials are no longer valid", step->sid);
 	step_fail(step, PROTO_FORBIDDEN, "the session's credentials are no longer valid");
 	if (session != NULL)
-		session_end(session, SESSION_END_TERMINATE);
+		session_end(session, SESSION_END_REVOKED);
 }
 
 /* Copy what the steps need from a decoded request. */
@@ -1070,16 +1070,19 @@ broker_http_comet(void *ctx, HttpRequest *req, const char *url_sid,
 	if (session == NULL)
 	{
 		Tombstone  *tombstone = broker_tombstone(broker, request->sid);
-		bool		overflowed = tombstone != NULL && tombstone->why == SESSION_END_OVERFLOW;
+		SessionEnd	why = tombstone != NULL ? tombstone->why : SESSION_END_PROTOCOL;
 
 		/* said once; after that the session is simply gone */
 		if (tombstone != NULL)
 			tombstone->sid[0] = '\0';
 		proto_request_free(request);
 		free(request);
-		if (overflowed)
+		if (why == SESSION_END_OVERFLOW)
 			broker_error(broker, req, PROTO_OVERFLOW,
 						 "the session fell too far behind and was ended; set up again with resume");
+		else if (why == SESSION_END_REVOKED)
+			broker_error(broker, req, PROTO_FORBIDDEN,
+						 "the session's credentials are no longer valid");
 		else
 			broker_error(broker, req, PROTO_ITEM_NOT_FOUND, "no such session");
 		return;
@@ -1201,6 +1204,71 @@ broker_session_work(void *ctx, Session *session, HttpRequest *req, const ProtoRe
 	pg_query(broker->pg, broker->sql_auth, 1, params, step_reauthenticated, step);
 }
 
+/*
+ * A poll of an authenticated session: its credentials are checked again,
+ * one check at a time per session, while the poll is held (delivery does
+ * not wait for it).  A refused, revoked or expired token ends the session:
+ * the held poll gets 403 forbidden, and so does the next request.  When
+ * the database cannot answer, the session goes on (it is checked again
+ * with its next request).
+ */
+typedef struct AuthCheck
+{
+	Broker	   *broker;
+	char		sid[PROTO_SID_MAX + 1];
+	char	   *subject;
+} AuthCheck;
+
+static void
+broker_poll_reauthenticated(void *arg, PGresult *result)
+{
+	AuthCheck  *check = arg;
+	Session    *session = broker_find_session(check->broker, check->sid);
+	bool		refused = false;
+
+	if (session != NULL)
+		session_set_auth_checking(session, false);
+	if (result != NULL)
+	{
+		if (result_ok(result))
+			refused = PQntuples(result) != 1 || PQgetisnull(result, 0, 0) ||
+				check->subject == NULL || strcmp(PQgetvalue(result, 0, 0), check->subject) != 0;
+		else
+		{
+			char		message[256];
+
+			refused = broker_sql_error(result, true, message, sizeof(message)) == PROTO_FORBIDDEN;
+			if (!refused)
+				log_warn("session %s: checking its credentials failed: %s", check->sid, message);
+		}
+	}
+	if (refused && session != NULL)
+	{
+		log_info("session %s: its credentials are no longer valid", check->sid);
+		session_end(session, SESSION_END_REVOKED);
+	}
+	free(check->subject);
+	free(check);
+}
+
+static void
+broker_session_polled(void *ctx, Session *session)
+{
+	Broker	   *broker = ctx;
+	AuthCheck  *check;
+	const char *params[1];
+
+	if (session_auth(session) == NULL || session_auth_checking(session))
+		return;
+	check = mem_alloc(sizeof(AuthCheck));
+	check->broker = broker;
+	snprintf(check->sid, sizeof(check->sid), "%s", session_sid(session));
+	check->subject = mem_strdup(session_subject(session));
+	session_set_auth_checking(session, true);
+	params[0] = session_auth(session);
+	pg_query(broker->pg, broker->sql_auth, 1, params, broker_poll_reauthenticated, check);
+}
+
 /* ---- presence ------------------------------------------------------------- */
 
 static void
@@ -1259,7 +1327,7 @@ broker_session_ended(void *ctx, Session *session, SessionEnd why)
 	if (why != SESSION_END_SHUTDOWN)
 		log_info("session %s ended: %s", session_sid(session),
 				session_end_name(why));
-	if (why == SESSION_END_OVERFLOW)
+	if (why == SESSION_END_OVERFLOW || why == SESSION_END_REVOKED)
 		broker_bury(broker, session_sid(session), why);
 	/* the session function hears of an end only after it heard of the open */
 	if (session_announced(session))
@@ -1516,7 +1584,7 @@ broker_create(Loop *loop, const BrokerOptions *options, char *err, size_t errlen
 	ChannelHooks channel_hooks = {broker_channel_first, broker_channel_last,
 	broker_channel_deliver, broker};
 	SessionHooks session_hooks = {broker_session_answer, broker_session_hold,
-	broker_session_work, broker_session_ended, broker};
+	broker_session_work, broker_session_ended, broker_session_polled, broker};
 	PgHooks		pg_hooks = {broker_pg_notify, broker_pg_listening, broker_pg_connected,
 	broker_pg_disconnected, broker};
 

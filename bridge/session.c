@@ -55,6 +55,7 @@ struct Session
 	int			wait_s;
 	bool		announced;		/* its setup answer has gone out */
 	char	   *auth_json;		/* what it authenticated with, or NULL */
+	bool		auth_checking;	/* the host is checking it again */
 
 	SessionState state;
 	HttpRequest *held;			/* the held poll */
@@ -116,6 +117,8 @@ session_end_name(SessionEnd why)
 			return "shutdown";
 		case SESSION_END_PROTOCOL:
 			return "item-not-found";
+		case SESSION_END_REVOKED:
+			return "revoked";
 	}
 	return "unknown";
 }
@@ -275,6 +278,18 @@ session_set_auth(Session *session, const char *auth_json)
 {
 	free(session->auth_json);
 	session->auth_json = mem_strdup(auth_json);
+}
+
+void
+session_set_auth_checking(Session *session, bool checking)
+{
+	session->auth_checking = checking;
+}
+
+bool
+session_auth_checking(const Session *session)
+{
+	return session->auth_checking;
 }
 
 const char *
@@ -512,6 +527,14 @@ have_packet_poll_arrives(Session *session, HttpRequest *req, uint64_t rid)
 	session_update_inactivity(session);
 }
 
+/* Tell the host a poll was taken (it may check the credentials again). */
+static void
+session_polled(Session *session)
+{
+	if (session->table->hooks.polled != NULL)
+		session->table->hooks.polled(session->table->hooks.ctx, session);
+}
+
 static void
 session_poll_arrives(Session *session, HttpRequest *req, uint64_t rid)
 {
@@ -675,6 +698,7 @@ session_start(Session *session, HttpRequest *req, ProtoRequest *request)
 	proto_request_free(request);
 	free(request);
 	session_poll_arrives(session, req, rid);
+	session_polled(session);
 	return true;
 }
 
@@ -785,6 +809,7 @@ session_request(Session *session, HttpRequest *req, ProtoRequest *request)
 			session->orphaned = false;
 			session_update_inactivity(session);
 			session_poll_arrives(session, req, rid);
+			session_polled(session);
 			return;
 		}
 		if (cached != NULL)
@@ -921,6 +946,8 @@ session_end_condition(SessionEnd why)
 			return PROTO_OVERFLOW;
 		case SESSION_END_SHUTDOWN:
 			return PROTO_SYSTEM_SHUTDOWN;
+		case SESSION_END_REVOKED:
+			return PROTO_FORBIDDEN;
 		default:
 			return PROTO_ITEM_NOT_FOUND;
 	}

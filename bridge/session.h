@@ -57,10 +57,14 @@ typedef enum SessionEnd
 	SESSION_END_INACTIVITY,		/* no request for the inactivity period */
 	SESSION_END_OVERFLOW,		/* the queue passed max_pending */
 	SESSION_END_SHUTDOWN,		/* the bridge is stopping */
-	SESSION_END_PROTOCOL		/* a rid outside the window */
+	SESSION_END_PROTOCOL,		/* a rid outside the window */
+	SESSION_END_REVOKED			/* its credentials are no longer valid */
 } SessionEnd;
 
-/* "terminate", "inactivity", "overflow", "shutdown", "item-not-found" */
+/*
+ * "terminate", "inactivity", "overflow", "shutdown", "item-not-found",
+ * "revoked"
+ */
 const char *session_end_name(SessionEnd why);
 
 typedef struct SessionHooks
@@ -79,6 +83,12 @@ typedef struct SessionHooks
 						 const ProtoRequest *request);
 	/* The session ends; it is freed when this returns. */
 	void		(*ended) (void *ctx, Session *session, SessionEnd why);
+	/*
+	 * A poll arrived (and is held or answered).  The hook must not end the
+	 * session itself; it may start something that ends it later.  NULL:
+	 * nothing to do.
+	 */
+	void		(*polled) (void *ctx, Session *session);
 	void	   *ctx;
 } SessionHooks;
 
@@ -123,6 +133,9 @@ void		session_set_announced(Session *session);
  */
 void		session_set_auth(Session *session, const char *auth_json);
 const char *session_auth(const Session *session);
+/* Whether the host is checking the session's credentials again right now. */
+void		session_set_auth_checking(Session *session, bool checking);
+bool		session_auth_checking(const Session *session);
 bool		session_announced(const Session *session);
 SessionState session_state(const Session *session);
 int			session_wait_s(const Session *session);

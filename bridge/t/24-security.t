@@ -130,6 +130,34 @@ subtest 'an expired token stops working on the next request' => sub {
 	is(sql(q{SELECT count(*) FROM comet.packets WHERE channel = 'private:alice:3'}), 0, 'nothing was published');
 };
 
+subtest 'a session that only polls: its next poll after a revocation is 403' => sub {
+	my $token = sql(q{SELECT comet.issue_token('alice', '1 hour')});
+	my $s = $bridge->setup(subscribe => ['private:alice:4'], auth => { token => $token }, wait => 2);
+	is($s->status, 200, 'alice sets up with her token') or return;
+	sql(q{SELECT comet.send('private:alice:4', '"before"')});
+	my $got = $s->collect(1, 4);
+	is(scalar @$got, 1, 'her polls receive while the token is good');
+	is(sql("SELECT comet.revoke_token('$token')"), 't', 'the token is revoked');
+	my ($status, undef, $json) = $s->request(timeout => 5);
+	is($status, 403, 'the next poll is answered 403') or diag(encode_json_canonical($json));
+	is($json->{error} // '', 'forbidden', '... forbidden');
+	sql(q{SELECT comet.send('private:alice:4', '"after"')});
+	($status, undef, $json) = $s->request(timeout => 3);
+	ok(($status // 0) == 403 || ($status // 0) == 404, 'so is the request after it')
+		or diag("$status " . encode_json_canonical($json));
+	ok(!grep({ ($_->{data} // '') eq 'after' } @{ ref $json eq 'HASH' ? $json->{packets} // [] : [] }),
+		'and nothing published after the revocation reaches her');
+};
+
+subtest 'a session that only polls: its next poll after the token expired is 403' => sub {
+	my $token = sql(q{SELECT comet.issue_token('alice', '2 seconds')});
+	my $s = $bridge->setup(subscribe => ['private:alice:5'], auth => { token => $token }, wait => 1);
+	is($s->status, 200, 'alice sets up with a token good for 2 s') or return;
+	sleep 2.5;
+	my ($status, undef, $json) = $s->request(timeout => 4);
+	is($status, 403, 'after 2.5 s her next poll is answered 403') or diag(encode_json_canonical($json));
+};
+
 # ---- no internal details in answers ---------------------------------------------
 
 sql(<<'SQL');

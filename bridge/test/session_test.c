@@ -112,7 +112,7 @@ host_deliver(void *ctx, void *subscriber, Packet *packet)
 static void
 setup(size_t max_pending, uint64_t inactivity_ms)
 {
-	SessionHooks hooks = {host_answer, host_hold, host_work, host_ended, NULL};
+	SessionHooks hooks = {host_answer, host_hold, host_work, host_ended, NULL, NULL};
 	ChannelHooks channel_hooks = {host_listen, host_unlisten, host_deliver, NULL};
 	SessionLimits limits = {1000, inactivity_ms, max_pending, 2};
 	char		err[128];
