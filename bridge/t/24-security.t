@@ -158,6 +158,33 @@ subtest 'a session that only polls: its next poll after the token expired is 403
 	is($status, 403, 'after 2.5 s her next poll is answered 403') or diag(encode_json_canonical($json));
 };
 
+subtest 'token values are neither stored nor logged in clear' => sub {
+	my $good = sql(q{SELECT comet.issue_token('alice', '1 hour')});
+	my $unknown = 'x' . substr($good, 1);	# well-formed, never issued
+	my $s = $bridge->setup(subscribe => ['private:alice:6'], auth => { token => $good }, wait => 1);
+	is($s->status, 200, 'a setup with the token') or return;
+	$s->request(send => [ { channel => 'private:alice:6', data => 'x' } ]);
+	$s->collect(1, 2);
+	is(sql(q{SELECT count(*) FROM comet.tokens WHERE subject = 'alice'}) > 0 ? 1 : 0, 1,
+		'the token is in comet.tokens');
+	is(sql(qq{SELECT count(*) FROM comet.tokens t WHERE row_to_json(t)::text LIKE '%} . substr($good, 0, 16) . qq{%'}), 0,
+		'comet.tokens keeps no token value (a hash)');
+	is($bridge->setup(subscribe => ['private:alice:6'], auth => { token => $unknown })->status, 403,
+		'a setup with an unknown token is 403');
+	sql("SELECT comet.revoke_token('$good')");
+	$s->request(timeout => 3);
+	$bridge->setup(subscribe => ['private:alice:6'], auth => { token => $good });
+	my $log = $bridge->log_text;
+	ok(length($log) > 0, 'the bridge logged (at debug level)');
+	for my $token ($good, $unknown)
+	{
+		unlike($log, qr/\Q$token\E/, 'the bridge log never holds a token value');
+		unlike($log, qr/\Q@{[substr($token, 0, 16)]}\E/, '... nor a part of one');
+	}
+	is(sql(qq{SELECT count(*) FROM comet.packets p WHERE row_to_json(p)::text LIKE '%} . substr($good, 0, 16) . qq{%'}), 0,
+		'nor does any packet');
+};
+
 # ---- no internal details in answers ---------------------------------------------
 
 sql(<<'SQL');
