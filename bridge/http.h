@@ -52,6 +52,7 @@ typedef struct HttpOptions
 	int			port;
 	size_t		max_body;		/* larger bodies: 413 request-too-large */
 	unsigned	connection_limit;
+	unsigned	per_address_limit;	/* connections per client address; 0: none */
 	/*
 	 * libmicrohttpd's memory pool per connection: request headers, the
 	 * response's headers.  libmicrohttpd 0.9.75 zeroes all of it between

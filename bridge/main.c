@@ -45,6 +45,7 @@ typedef struct Options
 	long		max_body;
 	long		connection_memory;
 	long		max_pending;
+	long		per_address;
 	long		pool;
 	const char *origins[MAX_ORIGINS + 1];
 	int			norigins;
@@ -73,6 +74,9 @@ usage(FILE *out)
 			"  --connection-memory BYTES   memory per connection for request and response\n"
 			"                              headers (default 8192: headers up to about 4 KiB)\n"
 			"  --max-pending N             packets queued per session before overflow (default 1000)\n"
+			"  --max-connections-per-address N\n"
+			"                              connections one client address may hold (default 0:\n"
+			"                              no limit; behind a proxy every client has its address)\n"
 			"  --pool N                    database connections for queries (default 4)\n"
 			"  --allow-origin ORIGIN       allow CORS from ORIGIN (repeatable; default none)\n"
 			"  --auth-function F           default comet.authenticate    (F(auth jsonb) returns text)\n"
@@ -295,6 +299,7 @@ parse_options(int argc, char **argv, Options *options)
 		{"max-body", required_argument, NULL, 'B'},
 		{"connection-memory", required_argument, NULL, 'M'},
 		{"max-pending", required_argument, NULL, 'P'},
+		{"max-connections-per-address", required_argument, NULL, 'a'},
 		{"pool", required_argument, NULL, 'p'},
 		{"allow-origin", required_argument, NULL, 'o'},
 		{"auth-function", required_argument, NULL, 'A'},
@@ -345,6 +350,9 @@ parse_options(int argc, char **argv, Options *options)
 				break;
 			case 'P':
 				ok = parse_long(optarg, 1, 1000000, &options->max_pending);
+				break;
+			case 'a':
+				ok = parse_long(optarg, 0, 1000000, &options->per_address);
 				break;
 			case 'p':
 				ok = parse_long(optarg, 1, 64, &options->pool);
@@ -512,6 +520,7 @@ main(int argc, char **argv)
 	http_options.max_body = (size_t) options.max_body;
 	http_options.connection_memory = (size_t) options.connection_memory;
 	http_options.connection_limit = (unsigned) (options.max_sessions * 2 + 64);
+	http_options.per_address_limit = (unsigned) options.per_address;
 	http_options.static_dir = options.static_dir;
 	http_options.client_js = options.client_js;
 	http_options.allow_origins = options.origins;

@@ -63,7 +63,8 @@ subtest 'an unknown option' => sub {
 
 subtest 'bad option values' => sub {
 	for my $args ([ '--wait', 'soon' ], [ '--max-body', '-1' ], [ '--listen', 'nowhere' ],
-		[ '--log-level', 'chatty' ], [ '--connection-memory', '100' ])
+		[ '--log-level', 'chatty' ], [ '--connection-memory', '100' ],
+		[ '--max-connections-per-address', '-5' ], [ '--max-connections-per-address', 'many' ])
 	{
 		my ($status, $out, $err) = run_bridge(@$args, '--db', bridge_db_conninfo());
 		ok($status > 0 && ($status & 127) == 0, "@$args is refused") or diag "status $status: $err";

@@ -561,9 +561,10 @@ use Time::HiRes qw(time);
 
 sub new
 {
-	my ($class, $port) = @_;
+	my ($class, $port, $from) = @_;
 	my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-		Proto => 'tcp', Timeout => 5) or die "cannot connect to 127.0.0.1:$port: $!\n";
+		Proto => 'tcp', Timeout => 5, $from ? (LocalAddr => $from) : ())
+		or die "cannot connect to 127.0.0.1:$port: $!\n";
 	$sock->blocking(0);
 	$sock->autoflush(1);
 	return bless { sock => $sock, port => $port, buf => '' }, $class;
