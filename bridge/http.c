@@ -12,11 +12,12 @@
  *
  * Answers in batches.  A packet for 10,000 held polls makes 10,000 answers
  * due (HttpHooks.flush).  http_idle asks for them in batches that start
- * small and double (HTTP_FLUSH_FIRST .. HTTP_FLUSH_MAX), with an MHD_run
- * after each: the first answers are on the wire at once and the clients
- * read them while later ones are built.  Batches grow because every
- * MHD_run that resumes anything walks MHD's whole list of suspended
- * connections.
+ * small and grow fourfold (HTTP_FLUSH_FIRST .. HTTP_FLUSH_MAX), with an
+ * MHD_run after each: the first answers are on the wire at once and the
+ * clients read them while later ones are built.  Batches grow quickly
+ * because every MHD_run that resumes anything walks MHD's whole list of
+ * suspended connections (a few ms at 10,000, mostly cache and TLB misses):
+ * 10,000 answers take five runs.
  */
 #include "http.h"
 
@@ -105,8 +106,8 @@ static void http_drive(Http *http);
 static void http_unhold(HttpRequest *req);
 
 /* The first batch of due answers built per MHD_run, and the largest. */
-#define HTTP_FLUSH_FIRST 64
-#define HTTP_FLUSH_MAX 2048
+#define HTTP_FLUSH_FIRST 256
+#define HTTP_FLUSH_MAX 4096
 
 /* libmicrohttpd's own messages (a client that sent garbage, ...): debug. */
 static void
@@ -695,7 +696,7 @@ http_idle(Loop *loop, void *arg)
 			break;
 		http_drive(http);
 		if (batch < HTTP_FLUSH_MAX)
-			batch *= 2;
+			batch *= 4;
 	}
 }
 

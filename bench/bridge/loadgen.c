@@ -2,12 +2,15 @@
  * loadgen.c — the long-poll load generator of the bridge benchmark, for
  * comet-bridge and for Nchan alike.
  *
- * Holds N long-poll sessions against one server, spread over C channels
- * (session i is on channel PREFIX<(i mod C) + 1>), each on its own
+ * Holds N long-poll sessions against one server, or against several (one
+ * port each: session i uses the (i mod P)th of the P ports), spread over C
+ * channels (session i is on channel PREFIX<(i mod C) + 1>), each on its own
  * keep-alive HTTP/1.1 connection, each always with exactly one poll out:
  *
  *   comet   POST /comet {"rid":R,"subscribe":[ch],"wait":60} to set up,
- *           then {"sid":S,"rid":R+1}, R+2, ... as each answer arrives.  At
+ *           then POST /comet?sid=S {"sid":S,"rid":R+1}, R+2, ... as each
+ *           answer arrives (the sid in the URL too, as comet.js sends it,
+ *           so that a proxy such as examples/nginx can route by it).  At
  *           the end every session is ended politely: its held poll's
  *           connection is closed (the bridge notices a client gone) and a
  *           new connection sends {"sid":S,"rid":R+1,"terminate":true}.  (A
@@ -33,7 +36,7 @@
  * 1, 2, ... without gaps (a comet session also checks seq, starting from
  * the position its set-up returned).
  *
- *   loadgen --protocol comet|nchan --port P [--host 127.0.0.1]
+ *   loadgen --protocol comet|nchan --port P[,P...] [--host 127.0.0.1]
  *           [--sessions N] [--channel PREFIX] [--channels C]
  *           [--duration S] [--expect K] [--samples FILE]
  *
@@ -44,8 +47,12 @@
  * listen backlog never overflows.
  *
  * Output, "key value" lines on stdout, flushed as they happen:
- *   ready E                  every session is set up (E of them) and polling
- *   round K MS               every live session has received K messages
+ *   ready E CPU              every session is set up (E of them) and polling
+ *   round K MS CPU           every live session has received K messages
+ *                            (CPU: the load generator's own CPU time so
+ *                            far, user and system, in µs: it ends soon
+ *                            after the last round, so that nobody else can
+ *                            read it then)
  *   step S COUNT P50 P99 MAX FIRST_T LAST_RECEIVED
  *                            on SIGUSR1: for each step S (the "s" of the
  *                            messages) received since the last SIGUSR1, its
@@ -83,6 +90,7 @@
 #include <unistd.h>
 
 #define SESSIONS_MAX 100000
+#define PORTS_MAX 16			/* servers one load generator spreads over */
 #define CHANNELS_MAX 10000
 #define DURATION_MAX_S 3600
 #define EXPECT_MAX 1000000
@@ -127,6 +135,7 @@ typedef struct Conn
 	uint32_t	generation;		/* advances with every new socket */
 	ConnState	state;
 	int			channel;		/* 1..C */
+	int			target;			/* index of its server in Loadgen.targets */
 	uint64_t	rid;			/* comet: of the request outstanding */
 	char		sid[SID_MAX];	/* comet */
 	char		last_modified[CACHE_HEADER_MAX];	/* nchan, "" = none yet */
@@ -157,7 +166,8 @@ typedef struct Options
 {
 	Protocol	protocol;
 	const char *host;
-	int			port;
+	int			ports[PORTS_MAX];
+	int			ports_len;
 	long		sessions;
 	const char *channel;		/* prefix of the channel names */
 	long		channels;
@@ -166,12 +176,18 @@ typedef struct Options
 	const char *samples_path;
 } Options;
 
-typedef struct Loadgen
+/* One server: the sessions with i mod P == its index connect to it. */
+typedef struct Target
 {
-	Options		options;
 	struct sockaddr_storage addr;
 	socklen_t	addr_len;
 	char		host_header[80];
+} Target;
+
+typedef struct Loadgen
+{
+	Options		options;
+	Target		targets[PORTS_MAX];
 	int			epoll_fd;
 	int			signal_fd;
 	FILE	   *samples_file;
@@ -229,14 +245,15 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-			"usage: loadgen --protocol comet|nchan --port P [--host ADDR] [--sessions N]\n"
+			"usage: loadgen --protocol comet|nchan --port P[,P...] [--host ADDR] [--sessions N]\n"
 			"               [--channel PREFIX] [--channels C] [--duration S] [--expect K]\n"
 			"               [--samples FILE]\n"
 			"  ADDR must be in 127.0.0.0/8 or ::1 (default 127.0.0.1); N 1..%d (1);\n"
+			"  session i connects to the (i mod P)th port (1..%d ports);\n"
 			"  session i is on channel PREFIX<i mod C + 1> (bench, 1..%d, 1);\n"
 			"  S 1..%d seconds (30); K messages per session after which to stop,\n"
 			"  0 = run for S seconds or until SIGTERM (0)\n",
-			SESSIONS_MAX, CHANNELS_MAX, DURATION_MAX_S);
+			SESSIONS_MAX, PORTS_MAX, CHANNELS_MAX, DURATION_MAX_S);
 }
 
 /* A whole number in [min, max] from TEXT into *out; -1 when it is not one. */
@@ -254,12 +271,36 @@ number_parse(const char *text, long min, long max, long *out)
 	return 0;
 }
 
+/*
+ * The comma-separated ports in TEXT into OPTIONS; -1 when one is not a port
+ * or there are more than PORTS_MAX.
+ */
+static int
+ports_parse(const char *text, Options *options)
+{
+	char		copy[PORTS_MAX * 6 + 1];
+	char	   *part;
+	char	   *rest;
+	long		value;
+
+	if (strlen(text) >= sizeof(copy))
+		return -1;
+	strcpy(copy, text);
+	options->ports_len = 0;
+	for (part = strtok_r(copy, ",", &rest); part != NULL; part = strtok_r(NULL, ",", &rest))
+	{
+		if (options->ports_len == PORTS_MAX || number_parse(part, 1, 65535, &value) != 0)
+			return -1;
+		options->ports[options->ports_len++] = (int) value;
+	}
+	return options->ports_len > 0 ? 0 : -1;
+}
+
 /* Fill OPTIONS from the command line; -1 (after a message) when invalid. */
 static int
 options_parse(int argc, char **argv, Options *options)
 {
 	int			i;
-	long		value;
 	int			protocol_given = 0;
 
 	for (i = 1; i < argc; i += 2)
@@ -284,9 +325,8 @@ options_parse(int argc, char **argv, Options *options)
 		}
 		else if (strcmp(name, "--port") == 0)
 		{
-			if (number_parse(arg, 1, 65535, &value) != 0)
+			if (ports_parse(arg, options) != 0)
 				goto bad;
-			options->port = (int) value;
 		}
 		else if (strcmp(name, "--host") == 0)
 			options->host = arg;
@@ -324,7 +364,7 @@ bad:
 		fprintf(stderr, "loadgen: invalid value for %s: '%s'\n", name, arg);
 		return -1;
 	}
-	if (!protocol_given || options->port == 0)
+	if (!protocol_given || options->ports_len == 0)
 	{
 		fprintf(stderr, "loadgen: --protocol and --port are required\n");
 		return -1;
@@ -345,24 +385,25 @@ bad:
 }
 
 /*
- * Resolve the numeric address HOST into LG's address; -1 (after a message)
- * when it is not numeric or not a loopback address.  No name lookups.
+ * Resolve the numeric address HOST with PORT into TARGET; -1 (after a
+ * message) when it is not numeric or not a loopback address.  No name
+ * lookups.
  */
 static int
-address_resolve(Loadgen *lg, const char *host, int port)
+address_resolve(Target *target, const char *host, int port)
 {
-	struct sockaddr_in *in4 = (struct sockaddr_in *) &lg->addr;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &lg->addr;
+	struct sockaddr_in *in4 = (struct sockaddr_in *) &target->addr;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &target->addr;
 
-	memset(&lg->addr, 0, sizeof(lg->addr));
+	memset(&target->addr, 0, sizeof(target->addr));
 	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1)
 	{
 		if ((ntohl(in4->sin_addr.s_addr) >> 24) != 127)
 			goto refused;
 		in4->sin_family = AF_INET;
 		in4->sin_port = htons((uint16_t) port);
-		lg->addr_len = sizeof(*in4);
-		snprintf(lg->host_header, sizeof(lg->host_header), "%s:%d", host, port);
+		target->addr_len = sizeof(*in4);
+		snprintf(target->host_header, sizeof(target->host_header), "%s:%d", host, port);
 		return 0;
 	}
 	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1)
@@ -371,8 +412,8 @@ address_resolve(Loadgen *lg, const char *host, int port)
 			goto refused;
 		in6->sin6_family = AF_INET6;
 		in6->sin6_port = htons((uint16_t) port);
-		lg->addr_len = sizeof(*in6);
-		snprintf(lg->host_header, sizeof(lg->host_header), "[::1]:%d", port);
+		target->addr_len = sizeof(*in6);
+		snprintf(target->host_header, sizeof(target->host_header), "[::1]:%d", port);
 		return 0;
 	}
 	fprintf(stderr, "loadgen: '%s' is not a numeric IPv4 or IPv6 address\n", host);
@@ -670,13 +711,25 @@ steps_report(Loadgen *lg)
 	fflush(stdout);
 }
 
+/* This process's CPU time so far (user and system), in µs. */
+static long long
+cpu_used_us(void)
+{
+	struct rusage usage;
+
+	if (getrusage(RUSAGE_SELF, &usage) != 0)
+		return -1;
+	return (long long) (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000000 +
+		usage.ru_utime.tv_usec + usage.ru_stime.tv_usec;
+}
+
 /* Announce "ready" and completed rounds as soon as they happen. */
 static void
 progress_announce(Loadgen *lg)
 {
 	if (!lg->ready_announced && lg->settled == lg->options.sessions)
 	{
-		printf("ready %ld\n", lg->established);
+		printf("ready %ld %lld\n", lg->established, cpu_used_us());
 		fflush(stdout);
 		lg->ready_announced = 1;
 	}
@@ -686,7 +739,8 @@ progress_announce(Loadgen *lg)
 		   lg->round_count[lg->rounds_announced + 1] >= lg->alive)
 	{
 		lg->rounds_announced++;
-		printf("round %ld %lld\n", lg->rounds_announced, (now_us() - lg->start_us) / 1000);
+		printf("round %ld %lld %lld\n", lg->rounds_announced, (now_us() - lg->start_us) / 1000,
+			   cpu_used_us());
 		fflush(stdout);
 	}
 }
@@ -862,14 +916,20 @@ conn_send(Loadgen *lg, Conn *c, const char *format,...)
 
 /* ---- comet ----------------------------------------------------------- */
 
-/* Send the comet request BODY (JSON) on C; -1 when the connection failed. */
+/*
+ * Send the comet request BODY (JSON) on C, with ?sid= in the URL once C
+ * has a sid (as comet.js does: a proxy routes by it); -1 when the
+ * connection failed.  A sid is letters, digits, '.', '_' and '-': nothing
+ * to escape.
+ */
 static int
 comet_request(Loadgen *lg, Conn *c, const char *body)
 {
 	return conn_send(lg, c,
-					 "POST /comet HTTP/1.1\r\nHost: %s\r\n"
+					 "POST /comet%s%s HTTP/1.1\r\nHost: %s\r\n"
 					 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-					 lg->host_header, strlen(body), body);
+					 c->sid[0] ? "?sid=" : "", c->sid, lg->targets[c->target].host_header,
+					 strlen(body), body);
 }
 
 /* Poll with the next rid. */
@@ -1045,11 +1105,11 @@ nchan_poll(Loadgen *lg, Conn *c)
 {
 	if (c->last_modified[0] == '\0')
 		return conn_send(lg, c, "GET /sub/%s%d HTTP/1.1\r\nHost: %s\r\n\r\n",
-						 lg->options.channel, c->channel, lg->host_header);
+						 lg->options.channel, c->channel, lg->targets[c->target].host_header);
 	return conn_send(lg, c,
 					 "GET /sub/%s%d HTTP/1.1\r\nHost: %s\r\n"
 					 "If-Modified-Since: %s\r\nIf-None-Match: %s\r\n\r\n",
-					 lg->options.channel, c->channel, lg->host_header,
+					 lg->options.channel, c->channel, lg->targets[c->target].host_header,
 					 c->last_modified, c->etag);
 }
 
@@ -1304,7 +1364,9 @@ conn_connected(Loadgen *lg, Conn *c)
 static void
 conn_connect(Loadgen *lg, Conn *c)
 {
-	c->fd = socket(lg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	Target	   *target = &lg->targets[c->target];
+
+	c->fd = socket(target->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 	{
 		conn_log(lg, c, "socket: %s", strerror(errno));
@@ -1312,7 +1374,7 @@ conn_connect(Loadgen *lg, Conn *c)
 		conn_close(lg, c, 1);
 		return;
 	}
-	if (connect(c->fd, (struct sockaddr *) &lg->addr, lg->addr_len) == 0)
+	if (connect(c->fd, (struct sockaddr *) &target->addr, target->addr_len) == 0)
 	{
 		conn_watch(lg, c, EPOLL_CTL_ADD);
 		conn_connected(lg, c);
@@ -1338,6 +1400,7 @@ conn_start(Loadgen *lg, Conn *c)
 	lg->in_flight++;
 	c->fd = -1;
 	c->channel = (int) (i % lg->options.channels) + 1;
+	c->target = (int) (i % lg->options.ports_len);
 	c->last_seq = -1;
 	c->last_step = -2;
 	c->last_n = 0;
@@ -1561,6 +1624,7 @@ main(int argc, char **argv)
 {
 	static Loadgen lg;
 	long long	end_us;
+	int			i;
 
 	lg.options.host = "127.0.0.1";
 	lg.options.sessions = 1;
@@ -1572,11 +1636,18 @@ main(int argc, char **argv)
 		usage();
 		return 0;
 	}
-	if (options_parse(argc, argv, &lg.options) != 0 ||
-		address_resolve(&lg, lg.options.host, lg.options.port) != 0)
+	if (options_parse(argc, argv, &lg.options) != 0)
 	{
 		usage();
 		return 2;
+	}
+	for (i = 0; i < lg.options.ports_len; i++)
+	{
+		if (address_resolve(&lg.targets[i], lg.options.host, lg.options.ports[i]) != 0)
+		{
+			usage();
+			return 2;
+		}
 	}
 	if (files_raise(lg.options.sessions + FILES_SPARE) != 0)
 		return 2;
