@@ -160,7 +160,7 @@ broker_error(Broker *broker, HttpRequest *req, ProtoCondition condition,
 	else
 		log_debug("answered %s: %s", proto_condition_name(condition), message);
 	proto_encode_error(&body, condition, message);
-	http_answer(broker->http, req, proto_condition_status(condition), body.data, body.len);
+	http_answer_bytes(broker->http, req, proto_condition_status(condition), body.data, body.len);
 	buf_free(&body);
 }
 
@@ -1171,11 +1171,11 @@ broker_http_hooks(Broker *broker)
 /* ---- session hooks ------------------------------------------------------- */
 
 static void
-broker_session_answer(void *ctx, HttpRequest *req, int status, const char *body, size_t len)
+broker_session_answer(void *ctx, HttpRequest *req, Answer *answer)
 {
 	Broker	   *broker = ctx;
 
-	http_answer(broker->http, req, status, body, len);
+	http_answer(broker->http, req, answer);
 }
 
 static void
@@ -1407,12 +1407,17 @@ broker_replay_done(void *arg, PGresult *result)
 	const char *channel = delivery_channel(delivery);
 	int			i;
 
-	if (result == NULL && !broker->shutting_down)
+	if (!result_ok(result) && !broker->shutting_down)
 	{
 		/*
-		 * No database: the packets are in the table, and later deliveries
-		 * must wait for them, so try again until it answers.
+		 * No database, or the query failed (a statement timeout, a grant
+		 * taken away): the packets are in the table, and later deliveries
+		 * must wait for them, so try again until it answers.  The channel
+		 * counts in comet_channels_catching_up meanwhile.
 		 */
+		if (result != NULL)
+			log_error("catching up channel \"%s\" failed (trying again): %s",
+					  channel, PQresultErrorMessage(result));
 		loop_timer_start(broker->loop, &call->retry, BROKER_REPLAY_RETRY_MS);
 		return;
 	}
@@ -1433,9 +1438,6 @@ broker_replay_done(void *arg, PGresult *result)
 			expected = seq + 1;
 		}
 	}
-	else if (result != NULL)
-		log_error("catching up channel \"%s\" failed: %s",
-				  channel, PQresultErrorMessage(result));
 	free(call);
 	delivery_ready(broker->deliveries, delivery);
 }
@@ -1464,7 +1466,7 @@ broker_replay(Broker *broker, const char *channel, int64_t after, int64_t count)
 	ReplayCall *call = mem_alloc(sizeof(ReplayCall));
 
 	call->broker = broker;
-	call->delivery = delivery_wait(broker->deliveries, channel);
+	call->delivery = delivery_wait(broker->deliveries, channel, after + count);
 	call->delivery->owner = call;
 	call->after = after;
 	call->count = count;
@@ -1478,26 +1480,38 @@ broker_pg_notify(void *ctx, const char *channel, const char *payload)
 	Broker	   *broker = ctx;
 	ProtoNotify notify;
 	int64_t		last = channel_last_seq(broker->channels, channel);
+	int64_t		queued = delivery_upto(broker->deliveries, channel);
+	/* the highest seq delivered, queued or being read from the table */
+	int64_t		known = queued > last ? queued : last;
 
 	broker->stats.notifications++;
 	proto_parse_notify(payload, &notify);
-	if (notify.kind != PROTO_NOTIFY_PLAIN && last >= 0 && notify.seq > last + 1)
+	if (notify.kind == PROTO_NOTIFY_PLAIN)
+		delivery_publish(broker->deliveries,
+						 packet_new(channel, -1, notify.data_json, notify.data_len));
+	else if (last >= 0 && notify.seq <= last)
+		;						/* delivered already */
+	else if (known >= 0 && notify.seq > known + 1)
 	{
 		/*
 		 * Seqs were skipped: NOTIFYs were lost, or the wake-up is forged (any
-		 * role may NOTIFY).  Trust only the packet table: fetch the range.
+		 * role may NOTIFY).  Trust only the packet table: fetch the range
+		 * nobody is reading yet (one replay per NOTIFY would read the same
+		 * rows again and again while the channel waits).
 		 */
-		broker_replay(broker, channel, last, notify.seq - last);
+		broker_replay(broker, channel, known, notify.seq - known);
 	}
-	else if (notify.kind == PROTO_NOTIFY_REFERENCE ||
-			 (notify.kind == PROTO_NOTIFY_DURABLE && last < 0))
+	else if (notify.kind == PROTO_NOTIFY_REFERENCE || known < 0)
 	{
 		/* no data, or no starting point yet to judge the seq by: ask the table */
 		broker_replay(broker, channel, notify.seq - 1, 1);
 	}
 	else
+	{
+		/* the next seq, or one a replay in flight reads too: in order behind it */
 		delivery_publish(broker->deliveries,
 						 packet_new(channel, notify.seq, notify.data_json, notify.data_len));
+	}
 	proto_notify_free(&notify);
 }
 

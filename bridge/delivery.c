@@ -20,6 +20,7 @@ typedef struct DeliveryQueue
 	char		channel[PROTO_CHANNEL_MAX + 1];
 	Delivery   *head;
 	Delivery   *tail;
+	int64_t		upto;			/* highest seq queued or being read, -1 */
 } DeliveryQueue;
 
 struct DeliveryQueues
@@ -128,6 +129,7 @@ queue_get(DeliveryQueues *queues, const char *channel)
 		queues_grow(queues);
 	queue = mem_alloc(sizeof(DeliveryQueue));
 	queue->hash = hash;
+	queue->upto = -1;
 	snprintf(queue->channel, sizeof(queue->channel), "%s", channel);
 	queue->next = queues->buckets[hash & (queues->nbuckets - 1)];
 	queues->buckets[hash & (queues->nbuckets - 1)] = queue;
@@ -183,6 +185,8 @@ delivery_publish(DeliveryQueues *queues, Packet *packet)
 		return;
 	}
 	/* something waits on this channel: join the end of its queue */
+	if (packet->seq > queue->upto)
+		queue->upto = packet->seq;
 	if (queue->tail->ready)
 		delivery_add(queue->tail, packet);
 	else
@@ -190,10 +194,23 @@ delivery_publish(DeliveryQueues *queues, Packet *packet)
 }
 
 Delivery *
-delivery_wait(DeliveryQueues *queues, const char *channel)
+delivery_wait(DeliveryQueues *queues, const char *channel, int64_t upto)
 {
+	DeliveryQueue *queue = queue_get(queues, channel);
+
+	if (upto > queue->upto)
+		queue->upto = upto;
 	queues->not_ready++;
-	return queue_append(queue_get(queues, channel), false);
+	return queue_append(queue, false);
+}
+
+int64_t
+delivery_upto(const DeliveryQueues *queues, const char *channel)
+{
+	DeliveryQueue *queue = queues->nqueues > 0
+		? queue_find(queues, channel, hash_name(channel)) : NULL;
+
+	return queue != NULL ? queue->upto : -1;
 }
 
 const char *

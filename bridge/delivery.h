@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "packet.h"
 
@@ -46,8 +47,17 @@ void		delivery_queues_destroy(DeliveryQueues *queues,
  * behind what waits.  Takes over the caller's reference.
  */
 void		delivery_publish(DeliveryQueues *queues, Packet *packet);
-/* A delivery for channel that is not ready yet; packets go in with delivery_add. */
-Delivery   *delivery_wait(DeliveryQueues *queues, const char *channel);
+/*
+ * A delivery for channel that is not ready yet, which will hold the
+ * channel's durable packets up to seq upto; packets go in with
+ * delivery_add.
+ */
+Delivery   *delivery_wait(DeliveryQueues *queues, const char *channel, int64_t upto);
+/*
+ * The highest seq the channel's queue holds or waits for (a replay in
+ * flight); -1 when nothing waits on the channel.
+ */
+int64_t		delivery_upto(const DeliveryQueues *queues, const char *channel);
 /* Takes over the caller's reference. */
 void		delivery_add(Delivery *delivery, Packet *packet);
 const char *delivery_channel(const Delivery *delivery);

@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,13 +208,83 @@ http_queue_error(HttpRequest *req, ProtoCondition condition, const char *message
 	return http_queue(req, (unsigned) proto_condition_status(condition), response);
 }
 
-void
-http_answer(Http *http, HttpRequest *req, int status, const char *body, size_t len)
+/* libmicrohttpd is done with a response: its answer's reference goes. */
+static void
+http_answer_release(void *cls)
 {
-	struct MHD_Response *response = http_response(body, len, "application/json");
+	answer_unref(cls);
+}
+
+/* A response that shares answer's body: one buffer, or its pieces. */
+static struct MHD_Response *
+http_answer_response(Answer *answer)
+{
+	size_t		n = answer_npieces(answer);
+	struct MHD_Response *response;
+
+	if (n == 1)
+	{
+		const char *data;
+		size_t		len;
+
+		answer_piece(answer, 0, &data, &len);
+		/* libmicrohttpd only reads it (its parameter is not const) */
+		response = MHD_create_response_from_buffer_with_free_callback_cls(len, (void *) (uintptr_t) data,
+																		  http_answer_release,
+																		  answer_ref(answer));
+	}
+	else
+	{
+		struct MHD_IoVec *iov = mem_alloc(sizeof(struct MHD_IoVec) * n);
+		size_t		i;
+
+		for (i = 0; i < n; i++)
+		{
+			const char *data;
+			size_t		len;
+
+			answer_piece(answer, i, &data, &len);
+			iov[i].iov_base = data;
+			iov[i].iov_len = len;
+		}
+		/* libmicrohttpd copies the array, not the pieces */
+		response = MHD_create_response_from_iovec(iov, (unsigned int) n, http_answer_release,
+												  answer_ref(answer));
+		free(iov);
+	}
+	if (response == NULL)
+	{
+		fprintf(stderr, "comet-bridge: out of memory\n");
+		abort();
+	}
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	return response;
+}
+
+void
+http_answer_bytes(Http *http, HttpRequest *req, int status, const char *body, size_t len)
+{
+	Answer	   *answer = answer_from_bytes(status, body, len);
+
+	http_answer(http, req, answer);
+	answer_unref(answer);
+}
+
+void
+http_answer(Http *http, HttpRequest *req, Answer *answer)
+{
+	struct MHD_Response *response = http_answer_response(answer);
+	int			status = answer_status(answer);
 
 	if (status >= 400)
+	{
+		const char *body;
+		size_t		len;
+
+		answer_piece(answer, 0, &body, &len);	/* errors are one piece */
 		http_count_error(http, body, len);
+	}
 	if (status == 503)
 		MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	if (req->response != NULL)
@@ -883,8 +954,8 @@ http_refuse_comet(void *ctx, HttpRequest *req, const char *url_sid,
 	(void) body;
 	(void) len;
 	proto_encode_error(&answer, PROTO_SYSTEM_SHUTDOWN, "the bridge is shutting down");
-	http_answer(ctx, req, proto_condition_status(PROTO_SYSTEM_SHUTDOWN),
-				answer.data, answer.len);
+	http_answer_bytes(ctx, req, proto_condition_status(PROTO_SYSTEM_SHUTDOWN),
+					  answer.data, answer.len);
 	buf_free(&answer);
 }
 

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "answer.h"
 #include "buf.h"
 #include "loop.h"
 #include "protocol.h"
@@ -80,9 +81,14 @@ void		http_stop_accepting(Http *http);
 /* Close everything; every suspended request must have been answered. */
 void		http_destroy(Http *http);
 
-/* Answer a /comet request with a JSON body (copied). */
-void		http_answer(Http *http, HttpRequest *req, int status,
-						const char *body, size_t len);
+/*
+ * Answer a /comet request with answer's status and JSON body, which the
+ * response shares (it takes a reference until the body is written).
+ */
+void		http_answer(Http *http, HttpRequest *req, Answer *answer);
+/* The same with a body that is copied. */
+void		http_answer_bytes(Http *http, HttpRequest *req, int status,
+							  const char *body, size_t len);
 /* Watch a suspended request's socket for hang-up until it is answered. */
 void		http_hold(Http *http, HttpRequest *req, void *owner);
 

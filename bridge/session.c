@@ -32,11 +32,8 @@
 
 typedef struct CachedAnswer
 {
-	bool		valid;
 	uint64_t	rid;
-	int			status;
-	char	   *body;
-	size_t		len;
+	Answer	   *answer;			/* NULL: none kept */
 } CachedAnswer;
 
 typedef struct ParkedRequest
@@ -349,21 +346,29 @@ session_queue_length(const Session *session)
 
 /* ---- answers and the cache -------------------------------------------- */
 
-/* Remember the answer to rid (replacing the oldest), then send it. */
+/*
+ * Keep the answer to rid as the last of its kind (poll or work), then send
+ * it; the caller's reference goes to the cache.
+ */
 static void
-session_answer(Session *session, HttpRequest *req, uint64_t rid, int status,
-			   const char *body, size_t len, int kind)
+session_answer(Session *session, HttpRequest *req, uint64_t rid, Answer *answer, int kind)
 {
 	CachedAnswer *slot = &session->cache[kind];
 
-	free(slot->body);
-	slot->valid = true;
+	answer_unref(slot->answer);
 	slot->rid = rid;
-	slot->status = status;
-	slot->body = mem_alloc(len + 1);
-	memcpy(slot->body, body, len);
-	slot->len = len;
-	session->table->hooks.answer(session->table->hooks.ctx, req, status, body, len);
+	slot->answer = answer;
+	session->table->hooks.answer(session->table->hooks.ctx, req, answer);
+}
+
+/* Send an answer that is not kept. */
+static void
+session_answer_bytes(Session *session, HttpRequest *req, int status, const char *body, size_t len)
+{
+	Answer	   *answer = answer_from_bytes(status, body, len);
+
+	session->table->hooks.answer(session->table->hooks.ctx, req, answer);
+	answer_unref(answer);
 }
 
 /* The kept answer for rid, or NULL. */
@@ -373,7 +378,7 @@ session_cached(Session *session, uint64_t rid)
 	int			kind;
 
 	for (kind = CACHE_POLL; kind <= CACHE_WORK; kind++)
-		if (session->cache[kind].valid && session->cache[kind].rid == rid)
+		if (session->cache[kind].answer != NULL && session->cache[kind].rid == rid)
 			return &session->cache[kind];
 	return NULL;
 }
@@ -386,16 +391,8 @@ session_answer_error(Session *session, HttpRequest *req, ProtoCondition conditio
 	Buf			body = BUF_INIT;
 
 	proto_encode_error(&body, condition, message);
-	session->table->hooks.answer(session->table->hooks.ctx, req,
-								 proto_condition_status(condition),
-								 body.data, body.len);
+	session_answer_bytes(session, req, proto_condition_status(condition), body.data, body.len);
 	buf_free(&body);
-}
-
-void
-session_take_packets(Session *session, Buf *out)
-{
-	session_take_packets_after(session, out, NULL, 0);
 }
 
 void
@@ -425,18 +422,20 @@ session_take_packets_after(Session *session, Buf *out, Packet *const *first,
 		session->state = SESSION_WAITING;
 }
 
-/* Answer a poll with rid and whatever is queued (possibly nothing). */
+/*
+ * Answer a poll with rid and whatever is queued (possibly nothing): the
+ * queue's packet references go to the answer.
+ */
 static void
 session_answer_poll(Session *session, HttpRequest *req, uint64_t rid)
 {
-	Buf			body = BUF_INIT;
+	Answer	   *answer = answer_poll(rid, session->queue, session->queue_len);
 
-	buf_append_str(&body, "{\"rid\":");
-	buf_append_int64(&body, (int64_t) rid);
-	session_take_packets(session, &body);
-	buf_append_char(&body, '}');
-	session_answer(session, req, rid, 200, body.data, body.len, CACHE_POLL);
-	buf_free(&body);
+	session->table->queued -= session->queue_len;
+	session->queue_len = 0;
+	if (session->state == SESSION_HAVE_PACKET)
+		session->state = SESSION_WAITING;
+	session_answer(session, req, rid, answer, CACHE_POLL);
 }
 
 /* ---- the state machine ------------------------------------------------- */
@@ -761,16 +760,15 @@ session_request(Session *session, HttpRequest *req, ProtoRequest *request)
 
 	if (rid < session->next_rid)
 	{
-		if (cached != NULL && cached->status == 503 &&
+		if (cached != NULL && answer_status(cached->answer) == 503 &&
 			request_has_work(request) && !session->busy)
 		{
 			/*
 			 * The database was away when this rid's work ran, so none of it
 			 * was done (503 service-unavailable): the client's retry does it.
 			 */
-			free(cached->body);
-			cached->body = NULL;
-			cached->valid = false;
+			answer_unref(cached->answer);
+			cached->answer = NULL;
 			session->busy = true;
 			session->busy_rid = rid;
 			session_update_inactivity(session);
@@ -785,15 +783,11 @@ session_request(Session *session, HttpRequest *req, ProtoRequest *request)
 		{
 			/* the client re-sent its held poll: hold the new copy instead */
 			HttpRequest *old = session->held;
-			Buf			body = BUF_INIT;
+			Answer	   *empty = answer_poll(rid, NULL, 0);
 
 			session->held = req;
-			buf_append_str(&body, "{\"rid\":");
-			buf_append_int64(&body, (int64_t) rid);
-			buf_append_str(&body, ",\"packets\":[]}");
-			session->table->hooks.answer(session->table->hooks.ctx, old, 200,
-										 body.data, body.len);
-			buf_free(&body);
+			session->table->hooks.answer(session->table->hooks.ctx, old, empty);
+			answer_unref(empty);
 			session->table->hooks.hold(session->table->hooks.ctx, req, session);
 			return;
 		}
@@ -814,8 +808,7 @@ session_request(Session *session, HttpRequest *req, ProtoRequest *request)
 		}
 		if (cached != NULL)
 		{
-			session->table->hooks.answer(session->table->hooks.ctx, req,
-										 cached->status, cached->body, cached->len);
+			session->table->hooks.answer(session->table->hooks.ctx, req, cached->answer);
 			return;
 		}
 		session_answer_error(session, req, PROTO_ITEM_NOT_FOUND,
@@ -840,7 +833,7 @@ void
 session_answer_work(Session *session, HttpRequest *req, uint64_t rid,
 					int status, const char *body, size_t len)
 {
-	session_answer(session, req, rid, status, body, len, CACHE_WORK);
+	session_answer(session, req, rid, answer_from_bytes(status, body, len), CACHE_WORK);
 	if (session->busy && rid == session->busy_rid)
 	{
 		session->busy = false;
@@ -1001,8 +994,8 @@ session_end(Session *session, SessionEnd why)
 		packet_unref(session->queue[i]);
 	table->queued -= session->queue_len;
 	free(session->queue);
-	free(session->cache[CACHE_POLL].body);
-	free(session->cache[CACHE_WORK].body);
+	answer_unref(session->cache[CACHE_POLL].answer);
+	answer_unref(session->cache[CACHE_WORK].answer);
 	free(session->subject);
 	free(session->auth_json);
 	free(session);

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "answer.h"
 #include "buf.h"
 #include "channel.h"
 #include "loop.h"
@@ -69,9 +70,11 @@ const char *session_end_name(SessionEnd why);
 
 typedef struct SessionHooks
 {
-	/* Send status and body as the answer to req; req is done afterwards. */
-	void		(*answer) (void *ctx, HttpRequest *req, int status,
-						   const char *body, size_t len);
+	/*
+	 * Send answer (its status and body) to req; req is done afterwards.
+	 * The hook takes its own reference if it keeps the answer.
+	 */
+	void		(*answer) (void *ctx, HttpRequest *req, Answer *answer);
 	/* req is now held: watch its socket for hang-up until answered. */
 	void		(*hold) (void *ctx, HttpRequest *req, Session *session);
 	/*
@@ -179,11 +182,10 @@ void		session_client_gone(Session *session, HttpRequest *req);
 void		session_end(Session *session, SessionEnd why);
 
 /*
- * Append ,"packets":[...] with everything queued to out and empty the
- * queue (have_packet -> waiting).  For answers the host composes.
+ * Append ,"packets":[...] with first[0..nfirst) (a resume's catch-up) and
+ * then everything queued to out, and empty the queue (have_packet ->
+ * waiting).  For answers the host composes.
  */
-void		session_take_packets(Session *session, Buf *out);
-/* The same with first[0..nfirst) ahead of the queue (resume catch-up). */
 void		session_take_packets_after(Session *session, Buf *out,
 									   Packet *const *first, size_t nfirst);
 

@@ -76,8 +76,11 @@ main(void)
 			   delivery_channels_waiting(q) == 0,
 			   "with nothing waiting a packet is published at once, and no queue is made");
 
-	wait_a = delivery_wait(q, "a");
+	UNIT_CHECK(delivery_upto(q, "a") == -1, "a channel with nothing waiting has no upto");
+	wait_a = delivery_wait(q, "a", 2);
+	UNIT_CHECK(delivery_upto(q, "a") == 2, "a replay in flight says how far it reads");
 	delivery_publish(q, durable("a", 3));
+	UNIT_CHECK(delivery_upto(q, "a") == 3, "a packet queued behind it raises that");
 	delivery_publish(q, durable("b", 1));
 	UNIT_CHECK(log_is(&p, 1, (const char *[]) {"b:1"}, 1),
 			   "behind a waiting delivery a packet of the same channel waits; another channel's does not");
@@ -85,7 +88,7 @@ main(void)
 			   strcmp(delivery_channel(wait_a), "a") == 0,
 			   "one channel waits, for one delivery");
 
-	wait_a2 = delivery_wait(q, "a");
+	wait_a2 = delivery_wait(q, "a", 4);
 	delivery_publish(q, durable("a", 5));
 	delivery_add(wait_a2, durable("a", 4));
 	delivery_ready(q, wait_a2);
@@ -96,7 +99,8 @@ main(void)
 	delivery_ready(q, wait_a);
 	UNIT_CHECK(log_is(&p, 2, (const char *[]) {"a:2", "a:3", "a:4", "a:5"}, 4),
 			   "once the first is ready everything queued is published, in order");
-	UNIT_CHECK(delivery_channels_waiting(q) == 0 && delivery_not_ready(q) == 0,
+	UNIT_CHECK(delivery_channels_waiting(q) == 0 && delivery_not_ready(q) == 0 &&
+			   delivery_upto(q, "a") == -1,
 			   "and the channel's queue is gone");
 
 	delivery_publish(q, durable("a", 6));
@@ -107,7 +111,7 @@ main(void)
 	for (i = 0; i < 200; i++)
 	{
 		snprintf(name, sizeof(name), "ch%d", i);
-		waits[i] = delivery_wait(q, name);
+		waits[i] = delivery_wait(q, name, 1);
 		delivery_publish(q, durable(name, 2));
 	}
 	UNIT_CHECK(delivery_channels_waiting(q) == 200 && p.n == 7,
@@ -131,9 +135,9 @@ main(void)
 	UNIT_CHECK(ordered && delivery_channels_waiting(q) == 0,
 			   "each is released by its own replay, 1 before 2, in any channel order");
 
-	wait_a = delivery_wait(q, "a");
+	wait_a = delivery_wait(q, "a", 7);
 	delivery_publish(q, durable("a", 8));
-	delivery_wait(q, "z");
+	delivery_wait(q, "z", 1);
 	delivery_queues_destroy(q, drop, &p);
 	UNIT_CHECK(p.dropped == 2 && p.n == 407,
 			   "destroying drops the deliveries still waiting and publishes nothing");

@@ -21,16 +21,18 @@ struct HttpRequest
 
 #define MAX_EVENTS 64
 
-typedef struct Answer
+typedef struct Sent
 {
 	int			req;
 	int			status;
-	char		body[512];
-} Answer;
+	size_t		pieces;			/* of the answer's body */
+	size_t		len;			/* of the whole body */
+	char		body[512];		/* its beginning */
+} Sent;
 
 typedef struct Host
 {
-	Answer		answers[MAX_EVENTS];
+	Sent		answers[MAX_EVENTS];
 	int			nanswers;
 	int			held[MAX_EVENTS];
 	int			nheld;
@@ -52,14 +54,19 @@ static SessionTable *sessions;
 static HttpRequest requests[256];
 
 static void
-host_answer(void *ctx, HttpRequest *req, int status, const char *body, size_t len)
+host_answer(void *ctx, HttpRequest *req, Answer *answer)
 {
-	Answer	   *a = &host.answers[host.nanswers++ % MAX_EVENTS];
+	Sent	   *a = &host.answers[host.nanswers++ % MAX_EVENTS];
+	Buf			body = BUF_INIT;
 
 	(void) ctx;
+	answer_flatten(answer, &body);
 	a->req = req->id;
-	a->status = status;
-	snprintf(a->body, sizeof(a->body), "%.*s", (int) len, body);
+	a->status = answer_status(answer);
+	a->pieces = answer_npieces(answer);
+	a->len = body.len;
+	snprintf(a->body, sizeof(a->body), "%.*s", (int) body.len, body.data ? body.data : "");
+	buf_free(&body);
 }
 
 static void
@@ -184,7 +191,7 @@ run_for(uint64_t ms)
 	loop_timer_stop(loop, &stop);
 }
 
-static Answer *
+static Sent *
 last_answer(void)
 {
 	return host.nanswers ? &host.answers[(host.nanswers - 1) % MAX_EVENTS] : NULL;
@@ -334,6 +341,49 @@ test_poll_and_packets(void)
 	UNIT_CHECK(session_unsubscribe(s, "grid:1") && host.nunlistens == 1,
 			   "the last unsubscription asks for UNLISTEN");
 	teardown();
+}
+
+/* A large packet is shared by the answers, not copied into each. */
+static void
+test_large_packets_shared(void)
+{
+	Session    *s[2];
+	char	   *data = malloc(ANSWER_SHARE_MIN + 3);
+	Packet	   *big;
+	int			i;
+
+	setup(100, 10000);
+	data[0] = '"';
+	memset(data + 1, 'x', ANSWER_SHARE_MIN);
+	data[ANSWER_SHARE_MIN + 1] = '"';
+	data[ANSWER_SHARE_MIN + 2] = '\0';
+	for (i = 0; i < 2; i++)
+	{
+		s[i] = session_create(sessions, i ? "L1" : "L0", NULL, 10, 0);
+		session_subscribe(s[i], "big");
+		poll_rid(s[i], 1 + i, 11);
+	}
+	big = publish_only("big", 1, data);
+	session_flush(sessions, SIZE_MAX);
+	UNIT_CHECK(host.nanswers == 2 && host.answers[0].pieces == 3 && host.answers[1].pieces == 3,
+			   "a poll's answer with a large packet is in pieces (head, packet, tail)");
+	UNIT_CHECK(big->refs == 1 + 2,
+			   "the packet is referenced, not copied: by each session's kept answer (refs %d)",
+			   big->refs);
+	UNIT_CHECK(host.answers[0].len == strlen("{\"rid\":11,\"packets\":[") + big->len + 2 &&
+			   strncmp(host.answers[0].body, "{\"rid\":11,\"packets\":[{\"channel\":\"big\",\"seq\":1,", 40) == 0,
+			   "and the pieces make the whole answer");
+	packet_unref(publish("big", 2, "\"small\""));
+	poll_rid(s[0], 3, 12);
+	poll_rid(s[0], 4, 13);
+	UNIT_CHECK(host.answers[(host.nanswers - 1) % MAX_EVENTS].pieces == 1,
+			   "a poll's answer with small packets is one buffer");
+	UNIT_CHECK(big->refs == 1 + 1,
+			   "an answer no longer kept lets go of the packet (refs %d)", big->refs);
+	teardown();
+	UNIT_CHECK(big->refs == 1, "ended sessions let go of it too");
+	packet_unref(big);
+	free(data);
 }
 
 static void
@@ -528,7 +578,7 @@ test_shutdown(void)
 static bool
 answered_with(int req_id, const char *text)
 {
-	Answer	   *a = last_answer();
+	Sent	   *a = last_answer();
 
 	return a != NULL && a->req == req_id && a->status == 200 && strstr(a->body, text) != NULL;
 }
@@ -583,6 +633,7 @@ main(void)
 	test_poll_and_packets();
 	test_answers_due();
 	test_floor();
+	test_large_packets_shared();
 	test_client_gone();
 	test_rid_window();
 	test_answer_cache();
