@@ -57,7 +57,7 @@ answer_poll(uint64_t rid, Packet *const *packets, size_t npackets)
 		bytes += packets[i]->len;
 	answer->len = answer->head_len + bytes + (npackets > 0 ? npackets - 1 : 0) +
 		sizeof(answer_tail) - 1;
-	if (bytes >= ANSWER_SHARE_MIN)
+	if (bytes >= ANSWER_SHARE_MIN && 2 * npackets + 1 <= ANSWER_PIECES_MAX)
 	{
 		answer->packets = mem_alloc(sizeof(Packet *) * npackets);
 		memcpy(answer->packets, packets, sizeof(Packet *) * npackets);

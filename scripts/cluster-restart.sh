@@ -6,4 +6,4 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 dir=${1:?usage: cluster-restart.sh DIR [fast|immediate]}
 mode=${2:-fast}
-as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -m "$mode" -w -t 60 restart >/dev/null
+as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m "$mode" -w -t 60 restart >/dev/null

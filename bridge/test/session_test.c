@@ -380,6 +380,24 @@ test_large_packets_shared(void)
 			   "a poll's answer with small packets is one buffer");
 	UNIT_CHECK(big->refs == 1 + 1,
 			   "an answer no longer kept lets go of the packet (refs %d)", big->refs);
+	{
+		/* many packets that add up to more than ANSWER_SHARE_MIN: one buffer */
+		Packet	   *many[40];
+		Answer	   *answer;
+
+		char		piece[602];
+
+		memset(piece, 'y', sizeof(piece));
+		piece[0] = piece[600] = '"';
+		piece[601] = '\0';
+		for (i = 0; i < 40; i++)
+			many[i] = packet_new("many", i + 1, piece, strlen(piece));
+		answer = answer_poll(7, many, 40);
+		UNIT_CHECK(answer_npieces(answer) == 1 && answer_length(answer) > ANSWER_SHARE_MIN,
+				   "an answer of many packets is one buffer, however large (at most %d pieces)",
+				   ANSWER_PIECES_MAX);
+		answer_unref(answer);
+	}
 	teardown();
 	UNIT_CHECK(big->refs == 1, "ended sessions let go of it too");
 	packet_unref(big);
