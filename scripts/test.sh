@@ -120,6 +120,14 @@ count_node_output "$WORK/browser.out" browser
 grep -aq '^# fail 0$' "$WORK/browser.out" || tail -n 120 "$WORK/browser.out"
 log "browser screenshots: tests/browser/artifacts/"
 
+# the fault suite restarts the cluster: it runs alone, one case after another
+log "suite: fault (5,000 packets under each fault; PostgreSQL restarted, backends killed, ...)"
+COMET_TEST_RESTART="$COMET_ROOT/scripts/cluster-restart.sh $WORK" COMET_ARTIFACTS_FAULT="$WORK/fault" \
+	node --test --test-reporter=tap tests/fault/*.test.mjs >"$WORK/fault.out" 2>&1
+grep -aE '^ *(not )?ok |^# fault |^# (tests|pass|fail|cancelled|skipped|todo) ' "$WORK/fault.out"
+count_node_output "$WORK/fault.out" fault
+grep -aq '^# fail 0$' "$WORK/fault.out" || tail -n 120 "$WORK/fault.out"
+
 log "suite: scale-out (three bridges behind nginx, one killed and restarted)"
 node --test --test-reporter=tap tests/cluster/*.test.mjs >"$WORK/cluster.out" 2>&1
 grep -aE '^ *(not )?ok |^# (tests|pass|fail|cancelled|skipped|todo) |^# [a-z0-9]' "$WORK/cluster.out"
