@@ -265,6 +265,23 @@ test('a refused setup emits error with its condition, then closed', TEST, async 
   assert.deepEqual(alice.errors, []);
 });
 
+test('a token revoked while the client only polls: its next poll is refused, the client closes with forbidden', TEST, async t => {
+  const token = await db.sql(`SELECT comet.issue_token('alice', '1 hour')`);
+  const alice = newClient(bridge.url, {channels: ['u:alice'], auth: {token}}, t);
+  await alice.waitStatus('online');
+  await db.sql(`SELECT comet.send('u:alice', '"before"');`);
+  await alice.waitPackets('u:alice', 1);
+  await db.sql(`SELECT comet.revoke_token('${token}');`);
+  // the held poll is checked again when the next one arrives: make one come
+  await db.sql(`SELECT comet.send('u:alice', '"as it is revoked"');`);
+  await alice.waitStatus('closed', 15000);
+  assert.ok(alice.errors.length >= 1 && alice.errors.every(e => e.condition === 'forbidden'),
+    `forbidden: ${JSON.stringify(alice.errors.map(e => [e.condition, e.status]))}`);
+  await db.sql(`SELECT comet.send('u:alice', '"after"');`);
+  await new Promise(resolve => setTimeout(resolve, 500));
+  assert.ok(!alice.datas('u:alice').includes('after'), 'nothing after the revocation reaches it');
+});
+
 test('one poll is held at a time; sends go on a second connection and are answered at once', TEST, async t => {
   const own = await startBridge(db, ['--wait', '20']);
   defer(t, () => own.stop());
