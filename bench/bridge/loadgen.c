@@ -11,11 +11,12 @@
  *           then POST /comet?sid=S {"sid":S,"rid":R+1}, R+2, ... as each
  *           answer arrives (the sid in the URL too, as comet.js sends it,
  *           so that a proxy such as examples/nginx can route by it).  At
- *           the end every session is ended politely: its held poll's
- *           connection is closed (the bridge notices a client gone) and a
- *           new connection sends {"sid":S,"rid":R+1,"terminate":true}.  (A
- *           keep-alive connection whose poll is held cannot carry another
- *           request.)
+ *           the end every session is ended politely: a second connection
+ *           sends {"sid":S,"rid":R+1,"terminate":true} (a keep-alive
+ *           connection whose poll is held cannot carry another request)
+ *           while the held poll's stays open, since the bridge takes a
+ *           session's requests in rid order and must still read that poll;
+ *           once the terminate is answered, both are closed.
  *   nchan   GET /sub/<ch>, and after each answer GET again with the answer's
  *           Last-Modified and Etag as If-Modified-Since and If-None-Match,
  *           which asks for the message after it.  A 304 or 408 (the
@@ -132,6 +133,9 @@ typedef enum ConnState
 typedef struct Conn
 {
 	int			fd;
+	int			held_fd;		/* comet goodbye: the held poll's socket, out
+								 * of the epoll set, open until the
+								 * terminate is answered; -1 = none */
 	uint32_t	generation;		/* advances with every new socket */
 	ConnState	state;
 	int			channel;		/* 1..C */
@@ -816,12 +820,30 @@ conn_watch(Loadgen *lg, Conn *c, int op)
 		conn_log(lg, c, "epoll_ctl: %s", strerror(errno));
 }
 
+/*
+ * Close the socket FD with an RST (SO_LINGER 0), not a FIN: tens of
+ * thousands of connections closed by the load generator would otherwise
+ * each leave a TIME_WAIT socket on an ephemeral port for a minute, and
+ * bind() on such a port fails, for the next server this benchmark (or
+ * anyone else's test on the machine) starts.  An RST drops what the server
+ * has not read yet: never reset a connection whose request a later one
+ * depends on (see conn_goodbye).
+ */
+static void
+socket_reset_close(int fd)
+{
+	struct linger reset = {1, 0};
+
+	(void) setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+	close(fd);					/* also leaves the epoll set */
+}
+
 /* Close C's socket (if any) and forget what was read or is to be written. */
 static void
 conn_socket_close(Conn *c)
 {
 	if (c->fd >= 0)
-		close(c->fd);			/* also leaves the epoll set */
+		socket_reset_close(c->fd);
 	c->fd = -1;
 	c->generation++;
 	c->in_len = 0;
@@ -857,6 +879,9 @@ conn_close(Loadgen *lg, Conn *c, int lost)
 			lg->complete--;
 	}
 	conn_socket_close(c);
+	if (c->held_fd >= 0)
+		socket_reset_close(c->held_fd);
+	c->held_fd = -1;
 	c->state = CONN_CLOSED;
 	free(c->in);
 	c->in = NULL;
@@ -1399,6 +1424,7 @@ conn_start(Loadgen *lg, Conn *c)
 	lg->started++;
 	lg->in_flight++;
 	c->fd = -1;
+	c->held_fd = -1;
 	c->channel = (int) (i % lg->options.channels) + 1;
 	c->target = (int) (i % lg->options.ports_len);
 	c->last_seq = -1;
@@ -1410,8 +1436,10 @@ conn_start(Loadgen *lg, Conn *c)
 }
 
 /*
- * End session C: comet drops its held poll's connection and sends a
- * terminate with the next rid on a new one; Nchan's just closes.
+ * End session C: comet sends a terminate with the next rid on a new
+ * connection and keeps the held poll's open, out of the epoll set, until
+ * the terminate is answered: the poll may still be unread in the bridge,
+ * which would then wait for it before the terminate.  Nchan's just closes.
  * Sessions not polling close.
  */
 static void
@@ -1424,7 +1452,11 @@ conn_goodbye(Loadgen *lg, Conn *c)
 		conn_close(lg, c, c->state != CONN_POLLING);
 		return;
 	}
-	conn_socket_close(c);
+	if (epoll_ctl(lg->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
+		conn_log(lg, c, "epoll_ctl: %s", strerror(errno));
+	c->held_fd = c->fd;
+	c->fd = -1;
+	conn_socket_close(c);		/* the rest of a new socket's start */
 	c->state = CONN_GOODBYE;
 	lg->goodbye_in_flight++;
 	conn_connect(lg, c);
