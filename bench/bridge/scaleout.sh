@@ -35,7 +35,7 @@ SCALEOUT_SESSIONS=${BENCH_SCALEOUT_SESSIONS:-9000}
 # examples/nginx routes to three bridges with these node ids
 SCALEOUT_NODES="b1 b2 b3"
 # nginx's idle connections kept per bridge (and worker): examples/nginx has
-# 16; the default here, the sessions, keeps every connection a poll has
+# 4096; the default here, the sessions, keeps every connection a poll has
 # used for the next poll (see bench/bridge/README.md)
 SCALEOUT_KEEPALIVE=${BENCH_SCALEOUT_KEEPALIVE:-}
 SCALEOUT_VARIANTS="one nginx direct"
@@ -95,15 +95,15 @@ scaleout_nginx_override() {
 	local conf=$1 connections=$((2 * SCALEOUT_SESSIONS + 1024))
 	local keepalive=${SCALEOUT_KEEPALIVE:-$SCALEOUT_SESSIONS}
 	sed -i -E -e "s/^([[:space:]]*worker_connections) [0-9]+;/\\1 $connections;/" \
-		-e "s/^worker_processes [^;]*;/&\\nworker_rlimit_nofile $FILES;/" "$conf/nginx.conf"
+		-e "s/^worker_rlimit_nofile [0-9]+;/worker_rlimit_nofile $FILES;/" "$conf/nginx.conf"
 	# the per-bridge upstreams' keepalive (the pool's, 32, carries set-ups only)
-	sed -i -E -e "s/^([[:space:]]*keepalive) 16;/\\1 $keepalive;/" \
+	sed -i -E -e "s/^([[:space:]]*keepalive) 4096;/\\1 $keepalive;/" \
 		-e "s|^([[:space:]]*access_log) logs/access\\.log comet;|\\1 off;|" "$conf/comet.conf"
 	grep -q "^[[:space:]]*worker_connections $connections;" "$conf/nginx.conf" \
 		&& grep -q "^worker_rlimit_nofile $FILES;" "$conf/nginx.conf" \
 		&& [ "$(grep -c "^[[:space:]]*keepalive $keepalive;" "$conf/comet.conf")" -ge 3 ] \
 		&& grep -q "^[[:space:]]*access_log off;" "$conf/comet.conf" \
-		|| die "examples/nginx has changed: the scale-out's overrides (worker_connections, keepalive 16, access_log) no longer apply"
+		|| die "examples/nginx has changed: the scale-out's overrides (worker_connections, worker_rlimit_nofile, keepalive 4096, access_log) no longer apply"
 }
 
 # scaleout_nginx_start TAG: nginx from examples/nginx, in NGINX_DIR/TAG, on
