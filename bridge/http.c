@@ -11,13 +11,12 @@
  * MHD says the request is complete.
  *
  * Answers in batches.  A packet for 10,000 held polls makes 10,000 answers
- * due (HttpHooks.flush).  http_idle asks for them in batches that start
- * small and grow fourfold (HTTP_FLUSH_FIRST .. HTTP_FLUSH_MAX), with an
- * MHD_run after each: the first answers are on the wire at once and the
- * clients read them while later ones are built.  Batches grow quickly
- * because every MHD_run that resumes anything walks MHD's whole list of
- * suspended connections (a few ms at 10,000, mostly cache and TLB misses):
- * 10,000 answers take five runs.
+ * due (HttpHooks.flush).  http_idle asks for HTTP_FLUSH_FIRST of them and
+ * runs MHD, then for all the others: the first answers are on the wire at
+ * once and their clients read them while the rest are built.  Not more
+ * batches than two, because every MHD_run that resumes anything walks
+ * MHD's whole list of suspended connections (a few ms at 10,000, mostly
+ * cache and TLB misses).
  */
 #include "http.h"
 
@@ -106,9 +105,8 @@ struct Http
 static void http_drive(Http *http);
 static void http_unhold(HttpRequest *req);
 
-/* The first batch of due answers built per MHD_run, and the largest. */
+/* The due answers built before the first MHD_run; then all the others. */
 #define HTTP_FLUSH_FIRST 256
-#define HTTP_FLUSH_MAX 4096
 
 /* libmicrohttpd's own messages (a client that sent garbage, ...): debug. */
 static void
@@ -756,7 +754,7 @@ http_idle(Loop *loop, void *arg)
 			http_client_gone(req);
 	}
 	/*
-	 * Due answers in growing batches, each written by an MHD_run; answering
+	 * The first due answers, an MHD_run to write them, then the rest; answering
 	 * inside MHD_run can resume more: run until none is left.
 	 */
 	for (;;)
@@ -766,8 +764,7 @@ http_idle(Loop *loop, void *arg)
 		if (given == 0 && !http->resumed)
 			break;
 		http_drive(http);
-		if (batch < HTTP_FLUSH_MAX)
-			batch *= 4;
+		batch = SIZE_MAX;
 	}
 }
 
