@@ -10,11 +10,10 @@
  * ANSWER_SHARE_MIN bytes or more, the answer keeps references to the
  * packets instead, and the body is a list of pieces (the head, each
  * packet's JSON, the commas, the tail): a large packet fanned out to many
- * sessions is held once in memory, not once per session.  At most
- * ANSWER_PIECES_MAX pieces: libmicrohttpd copies the list into the
- * connection's memory pool (--connection-memory), and 0.9.75 aborts the
- * whole process when that allocation fails; a catch-up of many packets is
- * one buffer.
+ * sessions is held once in memory, not once per session (the HTTP layer
+ * writes the pieces through a small buffer of its own).  At most
+ * ANSWER_PIECES_MAX pieces, since each write walks them: a catch-up of many
+ * packets is one buffer.
  */
 #ifndef COMET_ANSWER_H
 #define COMET_ANSWER_H
@@ -27,7 +26,7 @@
 
 /* Packet bytes from which a poll's answer shares them instead of copying. */
 #define ANSWER_SHARE_MIN 16384
-/* The most pieces a shared answer has (16 bytes of the pool each). */
+/* The most pieces a shared answer has. */
 #define ANSWER_PIECES_MAX 33
 
 typedef struct Answer Answer;

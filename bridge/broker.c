@@ -921,11 +921,17 @@ step_reauthenticated(void *arg, PGresult *result)
 			return;
 		}
 	}
+	/*
+	 * The session ends first (its held poll and parked requests get 403):
+	 * answering this request first would let the session start its next
+	 * request, which may end it.  step_fail then finds no session and
+	 * answers this request 403 too.
+	 */
 	session = broker_find_session(step->broker, step->sid);
 	log_info("session %s: its credentials are no longer valid", step->sid);
-	step_fail(step, PROTO_FORBIDDEN, "the session's credentials are no longer valid");
 	if (session != NULL)
 		session_end(session, SESSION_END_REVOKED);
+	step_fail(step, PROTO_FORBIDDEN, "the session's credentials are no longer valid");
 }
 
 /* Copy what the steps need from a decoded request. */
@@ -1398,6 +1404,29 @@ broker_replay_retry(Loop *loop, LoopTimer *timer, void *arg)
 	broker_replay_send(arg);
 }
 
+/*
+ * Whether a failed catch-up is worth trying again: no database, or an
+ * error that passes (SQLSTATE classes 08 connection, 40 rollback, 53
+ * resources, 57 operator intervention such as a statement timeout; 55P03
+ * lock not available; 42501 a grant taken away, which an administrator
+ * gives back).  Anything else would fail for ever: it is logged and the
+ * channel goes on.
+ */
+static bool
+replay_may_retry(const PGresult *result)
+{
+	const char *state;
+
+	if (result == NULL)
+		return true;
+	state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+	if (state == NULL)
+		return true;
+	return strncmp(state, "08", 2) == 0 || strncmp(state, "40", 2) == 0 ||
+		strncmp(state, "53", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+		strcmp(state, "55P03") == 0 || strcmp(state, "42501") == 0;
+}
+
 static void
 broker_replay_done(void *arg, PGresult *result)
 {
@@ -1407,13 +1436,14 @@ broker_replay_done(void *arg, PGresult *result)
 	const char *channel = delivery_channel(delivery);
 	int			i;
 
-	if (!result_ok(result) && !broker->shutting_down)
+	if (!result_ok(result) && !broker->shutting_down && replay_may_retry(result))
 	{
 		/*
-		 * No database, or the query failed (a statement timeout, a grant
-		 * taken away): the packets are in the table, and later deliveries
-		 * must wait for them, so try again until it answers.  The channel
-		 * counts in comet_channels_catching_up meanwhile.
+		 * No database, or the query failed for a reason that passes (a
+		 * statement timeout, a grant taken away): the packets are in the
+		 * table, and later deliveries must wait for them, so try again until
+		 * it answers.  The channel counts in comet_channels_catching_up
+		 * meanwhile.
 		 */
 		if (result != NULL)
 			log_error("catching up channel \"%s\" failed (trying again): %s",
@@ -1421,6 +1451,8 @@ broker_replay_done(void *arg, PGresult *result)
 		loop_timer_start(broker->loop, &call->retry, BROKER_REPLAY_RETRY_MS);
 		return;
 	}
+	if (!result_ok(result) && result != NULL)
+		log_error("catching up channel \"%s\" failed: %s", channel, PQresultErrorMessage(result));
 	if (result_ok(result))
 	{
 		int64_t		expected = call->after + 1;
@@ -1455,7 +1487,7 @@ broker_replay_send(ReplayCall *call)
 	params[1] = after_text;
 	params[2] = call->count > 0 ? count_text : NULL;
 	pg_query(call->broker->pg,
-			 "SELECT seq, data::text FROM comet.replay($1, $2::bigint, $3::int)",
+			 "SELECT seq, data::text FROM comet.replay($1, $2::bigint, least($3::bigint, 2147483647)::int)",
 			 3, params, broker_replay_done, call);
 }
 

@@ -105,6 +105,9 @@ struct Http
 static void http_drive(Http *http);
 static void http_unhold(HttpRequest *req);
 
+/* The buffer through which a shared answer in pieces is written. */
+#define HTTP_ANSWER_BLOCK 16384
+
 /* The due answers built before the first MHD_run; then all the others. */
 #define HTTP_FLUSH_FIRST 256
 
@@ -213,14 +216,49 @@ http_answer_release(void *cls)
 	answer_unref(cls);
 }
 
+/*
+ * libmicrohttpd asks for the body of a shared answer in pieces: copy what
+ * lies at pos into buf.  (0.9.75 takes an iovec response's list into the
+ * connection's memory pool, and when the request's headers have left too
+ * little room there it unlocks a mutex it never locked and aborts the
+ * process: so pieces go through this reader, which it copies through a
+ * buffer of its own.)
+ */
+static ssize_t
+http_answer_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	const Answer *answer = cls;
+	size_t		n = answer_npieces(answer);
+	size_t		start = 0;
+	size_t		copied = 0;
+	size_t		i;
+
+	for (i = 0; i < n && copied < max; i++)
+	{
+		const char *data;
+		size_t		len;
+
+		answer_piece(answer, i, &data, &len);
+		if (pos + copied < start + len)
+		{
+			size_t		from = (size_t) (pos + copied - start);
+			size_t		take = len - from < max - copied ? len - from : max - copied;
+
+			memcpy(buf + copied, data + from, take);
+			copied += take;
+		}
+		start += len;
+	}
+	return copied > 0 ? (ssize_t) copied : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
 /* A response that shares answer's body: one buffer, or its pieces. */
 static struct MHD_Response *
 http_answer_response(Answer *answer)
 {
-	size_t		n = answer_npieces(answer);
 	struct MHD_Response *response;
 
-	if (n == 1)
+	if (answer_npieces(answer) == 1)
 	{
 		const char *data;
 		size_t		len;
@@ -232,24 +270,9 @@ http_answer_response(Answer *answer)
 																		  answer_ref(answer));
 	}
 	else
-	{
-		struct MHD_IoVec *iov = mem_alloc(sizeof(struct MHD_IoVec) * n);
-		size_t		i;
-
-		for (i = 0; i < n; i++)
-		{
-			const char *data;
-			size_t		len;
-
-			answer_piece(answer, i, &data, &len);
-			iov[i].iov_base = data;
-			iov[i].iov_len = len;
-		}
-		/* libmicrohttpd copies the array, not the pieces */
-		response = MHD_create_response_from_iovec(iov, (unsigned int) n, http_answer_release,
-												  answer_ref(answer));
-		free(iov);
-	}
+		response = MHD_create_response_from_callback(answer_length(answer), HTTP_ANSWER_BLOCK,
+													 http_answer_read, answer_ref(answer),
+													 http_answer_release);
 	if (response == NULL)
 	{
 		fprintf(stderr, "comet-bridge: out of memory\n");

@@ -3,9 +3,11 @@
  * and the session table.  See session.h for the table of transitions; each
  * cell is one function below named after its state and event.
  *
- * Invariants (checked by session_check in debug builds of the tests):
+ * Invariants:
  *   state == SESSION_HAVE_REQUEST  <=>  held != NULL
  *   state == SESSION_HAVE_PACKET   <=>  queue_len > 0 (and held == NULL)
+ *   in have_request, queue_len > 0  <=>  the session is due (on the
+ *   table's due list (due_head), answered by session_flush)
  *   the wait timer runs exactly while a poll is held;
  *   the inactivity timer runs exactly while no poll is held and no work
  *   request is with the host.
@@ -61,7 +63,7 @@ struct Session
 	Packet	  **queue;
 	size_t		queue_len;
 	size_t		queue_capacity;
-	/* in SessionTable.answer_due: held, with packets, not yet answered */
+	/* on the table's due list: held, with packets, not yet answered */
 	Session    *due_prev;
 	Session    *due_next;
 	bool		due;
@@ -98,6 +100,7 @@ struct SessionTable
 
 static bool session_start_next(Session *session);
 static void session_release_held(Session *session);
+static void session_due_remove(Session *session);
 
 const char *
 session_end_name(SessionEnd why)
@@ -420,6 +423,7 @@ session_take_packets_after(Session *session, Buf *out, Packet *const *first,
 	session->queue_len = 0;
 	if (session->state == SESSION_HAVE_PACKET)
 		session->state = SESSION_WAITING;
+	session_due_remove(session);	/* a held poll has nothing to carry now */
 }
 
 /*

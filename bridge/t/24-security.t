@@ -158,6 +158,23 @@ subtest 'a session that only polls: its next poll after the token expired is 403
 	is($status, 403, 'after 2.5 s her next poll is answered 403') or diag(encode_json_canonical($json));
 };
 
+subtest 'a refused work request with a terminate parked behind it ends the session once' => sub {
+	my $token = sql(q{SELECT comet.issue_token('alice', '1 hour')});
+	my $s = $bridge->setup(subscribe => ['private:alice:7'], auth => { token => $token }, wait => 5);
+	is($s->status, 200, 'alice sets up') or return;
+	sql("SELECT comet.revoke_token('$token')");
+	my $rid = $s->last_rid;
+	# the work (rid + 1) waits for its credentials check; the terminate (rid + 2) is parked
+	my $work = $bridge->start_comet({ sid => $s->sid, rid => $rid + 1,
+		send => [ { channel => 'private:alice:7', data => 'x' } ] });
+	my $term = $bridge->start_comet({ sid => $s->sid, rid => $rid + 2, terminate => $true });
+	my $r1 = $work->response(5);
+	my $r2 = $term->response(5);
+	is($r1 && $r1->{status}, 403, 'the work request is 403');
+	is($r2 && $r2->{status}, 403, 'the terminate parked behind it is 403 too');
+	ok($bridge->alive, 'the bridge runs on (the session was ended once, not freed twice)');
+};
+
 subtest 'token values are neither stored nor logged in clear' => sub {
 	my $good = sql(q{SELECT comet.issue_token('alice', '1 hour')});
 	my $unknown = 'x' . substr($good, 1);	# well-formed, never issued

@@ -6,7 +6,9 @@
 # channel waits (comet_channels_catching_up 1) and nothing is skipped: once
 # the grant is back, every packet arrives, once and in order.  While it
 # waited, the bridge asked for each range once, not once per NOTIFY
-# (pg_stat_user_functions counts the calls).
+# (pg_stat_user_functions counts the calls).  Last, a forged wake-up far
+# ahead of the channel's seq: the catch-up reads what exists and the
+# channel goes on.
 use strict;
 use warnings;
 use FindBin;
@@ -51,4 +53,20 @@ note("comet.replay calls that succeeded: $calls");
 ok($calls >= 1 && $calls <= 3,
 	"the 39 NOTIFYs behind the wait read nothing again: $calls successful replays, not one per NOTIFY");
 $s->request(terminate => JSON::PP::true);
+
+# A forged wake-up far ahead (any role may NOTIFY): the catch-up reads what
+# exists after the last seq, and the channel goes on; it does not fail for
+# ever (a count beyond comet.replay's int) and stall the channel.
+grant('victim', ['subscribe']);
+my $v = $bridge->setup(subscribe => ['victim'], wait => 2);
+is($v->status, 200, 'a session on "victim"') or BAIL_OUT('no session');
+sql(q{SELECT comet.send('victim', '"one"')});
+is(scalar @{ $v->collect(1, 3) }, 1, 'a packet arrives: the channel has a starting point');
+sql(q{NOTIFY victim, 'comet/1 99999999999'});
+sql(q{SELECT comet.send('victim', to_jsonb(i)) FROM generate_series(2, 4) i});
+my $after = $v->collect(3, 5);
+is_deeply([ map { $_->{seq} } @$after ], [ 2, 3, 4 ], 'packets after a forged wake-up far ahead arrive, in order');
+ok(wait_until(sub { ($bridge->metrics->{comet_channels_catching_up} // -1) == 0 }, 5),
+	'and the channel does not wait for ever');
+$v->request(terminate => JSON::PP::true);
 done_testing;

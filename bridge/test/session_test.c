@@ -404,6 +404,30 @@ test_large_packets_shared(void)
 	free(data);
 }
 
+/* A work answer that takes the queue leaves nothing due for the held poll. */
+static void
+test_work_takes_due_packets(void)
+{
+	Session    *s;
+	Buf			body = BUF_INIT;
+
+	setup(100, 10000);
+	s = session_create(sessions, "t1", NULL, 10, 0);
+	session_subscribe(s, "c");
+	poll_rid(s, 1, 11);
+	packet_unref(publish_only("c", 1, "\"one\""));
+	UNIT_CHECK(session_flush_pending(sessions) && host.nanswers == 0, "the held poll is due");
+	session_take_packets_after(s, &body, NULL, 0);	/* a work answer takes the packet */
+	UNIT_CHECK(strstr(body.data, "\"one\"") != NULL, "the work answer carries the packet");
+	UNIT_CHECK(!session_flush_pending(sessions),
+			   "nothing is due once the queue went with the work answer");
+	session_flush(sessions, 10);
+	UNIT_CHECK(host.nanswers == 0 && session_state(s) == SESSION_HAVE_REQUEST,
+			   "the held poll stays held, not answered early with nothing");
+	buf_free(&body);
+	teardown();
+}
+
 static void
 test_floor(void)
 {
@@ -651,6 +675,7 @@ main(void)
 	test_poll_and_packets();
 	test_answers_due();
 	test_floor();
+	test_work_takes_due_packets();
 	test_large_packets_shared();
 	test_client_gone();
 	test_rid_window();
