@@ -76,7 +76,7 @@ usage(FILE *out)
 			"  --max-pending N             packets queued per session before overflow (default 1000)\n"
 			"  --max-connections-per-address N\n"
 			"                              connections one client address may hold (default 0:\n"
-			"                              no limit; behind a proxy every client has its address)\n"
+			"                              no limit; behind a proxy every client has the proxy's address)\n"
 			"  --pool N                    database connections for queries (default 4)\n"
 			"  --allow-origin ORIGIN       allow CORS from ORIGIN (repeatable; default none)\n"
 			"  --auth-function F           default comet.authenticate    (F(auth jsonb) returns text)\n"

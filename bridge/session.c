@@ -519,7 +519,7 @@ waiting_poll_arrives(Session *session, HttpRequest *req, uint64_t rid)
 static void
 have_request_poll_arrives(Session *session, HttpRequest *req, uint64_t rid)
 {
-	session_release_held(session);	/* the old one, empty */
+	session_release_held(session);	/* the old one, with what is queued (usually nothing) */
 	session_hold(session, req, rid);
 }
 
