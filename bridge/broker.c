@@ -111,11 +111,14 @@ typedef struct Step
 	int			nresume;
 	ProtoResumeItem *resume;
 	int64_t    *resume_limit;	/* per resume item: most packets to read, 0 none */
+	int64_t    *resume_last;	/* per resume item: the last seq read, when cut short */
+	bool	   *resume_cut;		/* per resume item: the client must ask again */
 	/* what the answer will say */
 	Buf			results;		/* ,{...},{...} */
 	Buf			positions;		/* ,"ch":57 */
 	int64_t    *position_of;	/* per subscribe item, -1 if none */
 	bool	   *fresh;			/* per subscribe item: subscribed by this step */
+	bool	   *holding;		/* per subscribe item: its live packets held back */
 	Packet	  **extra;			/* resume packets and gaps, before the queue */
 	size_t		nextra;
 } Step;
@@ -127,6 +130,7 @@ typedef struct Waiter
 } Waiter;
 
 static void step_positions(Step *step);
+static void step_unhold(Step *step, Session *session);
 static void step_send_next(Step *step);
 static void broker_release_waiters(Broker *broker);
 
@@ -218,6 +222,9 @@ step_free(Step *step)
 	free(step->allowed);
 	free(step->position_of);
 	free(step->fresh);
+	free(step->holding);
+	free(step->resume_last);
+	free(step->resume_cut);
 	free(step->resume);
 	free(step->resume_limit);
 	free(step->subject);
@@ -236,6 +243,11 @@ step_fail(Step *step, ProtoCondition condition, const char *message)
 
 	if (step->setup && session != NULL)
 		session_end(session, SESSION_END_TERMINATE);
+	if (!step->setup && session != NULL)
+	{
+		step_unhold(step, session);
+		session = broker_find_session(broker, step->sid);
+	}
 	if (!step->setup && session != NULL)
 	{
 		Buf			body = BUF_INIT;
@@ -301,16 +313,34 @@ append_result_error(Step *step, ProtoCondition condition, const char *message)
 	proto_encode_error(&step->results, condition, message);
 }
 
-/* Whether the step resumes channel. */
-static bool
+/* The step's resume item for channel, or -1. */
+static int
 step_resumes(const Step *step, const char *channel)
 {
 	int			r;
 
 	for (r = 0; r < step->nresume; r++)
 		if (strcmp(step->resume[r].channel, channel) == 0)
-			return true;
-	return false;
+			return r;
+	return -1;
+}
+
+/*
+ * Let go of the live packets the step held back (see step_answer), with
+ * nothing dropped: the step failed.
+ */
+static void
+step_unhold(Step *step, Session *session)
+{
+	int			k;
+
+	for (k = 0; k < step->nsubscribe; k++)
+		if (step->holding[k])
+		{
+			step->holding[k] = false;
+			if (!session_release_channel(session, step->subscribe[k], -1, false))
+				return;			/* it ended (overflow) */
+		}
 }
 
 /* Every item is done: answer the setup or work request. */
@@ -367,18 +397,35 @@ step_answer(Step *step)
 		buf_append_char(&body, '}');
 	}
 	/*
-	 * Live packets up to a channel's position were queued if their NOTIFY
-	 * arrived after the subscription: the client has them from the resume,
-	 * or they precede the position it starts from.  (A channel the session
-	 * had already, without a resume, keeps its queue: the client has not
-	 * seen those packets yet.)  Resume packets come
-	 * before whatever arrived live meanwhile; they are not queued, so a
-	 * long catch-up does not count against --max-pending.
+	 * A channel subscribed or resumed by this step held its live packets
+	 * back from the subscription on (step_subscribe): those up to its
+	 * position are the resume's, or precede where the client starts, and
+	 * are dropped (and so are later copies: the floor); the rest follow the
+	 * resume packets.  When the resume was cut short, the client asks again
+	 * from the last packet given: the channel goes on holding its live
+	 * packets until then.  (A channel the session had already, without a
+	 * resume, keeps its queue: the client has not seen those packets yet.)
+	 * Resume packets are not queued, so a long catch-up does not count
+	 * against --max-pending.
 	 */
 	for (k = 0; k < step->nsubscribe; k++)
-		if (step->position_of[k] >= 0 &&
-			(step->fresh[k] || step_resumes(step, step->subscribe[k])))
-			session_set_floor(session, step->subscribe[k], step->position_of[k]);
+	{
+		int			r = step_resumes(step, step->subscribe[k]);
+		bool		cut = r >= 0 && step->resume_cut[r];
+
+		if (!step->holding[k])
+			continue;
+		step->holding[k] = false;
+		if (!session_release_channel(session, step->subscribe[k],
+									 cut ? step->resume_last[r] : step->position_of[k], cut))
+		{
+			buf_free(&body);
+			broker_error(broker, step->req, PROTO_OVERFLOW,
+						 "the session fell too far behind and was ended; set up again with resume");
+			step_free(step);
+			return;
+		}
+	}
 	session_take_packets_after(session, &body, step->extra, step->nextra);
 	buf_append_char(&body, '}');
 	if (step->setup)
@@ -573,6 +620,12 @@ step_resumed(void *arg, PGresult *result)
 		 */
 		if (expected <= upto && rows < step->resume_limit[r])
 			step_add_extra(step, packet_new_gap(channel, expected, upto));
+		else if (expected <= upto)
+		{
+			/* cut short: the client asks again from expected - 1 */
+			step->resume_cut[r] = true;
+			step->resume_last[r] = expected - 1;
+		}
 	}
 	step_sends(step);
 }
@@ -735,6 +788,12 @@ step_subscribe(Step *step, Session *session)
 		if (step->allowed[k])
 		{
 			step->fresh[k] = session_subscribe(session, step->subscribe[k]);
+			/* until the answer says where the client starts: see step_answer */
+			if (step->fresh[k] || step_resumes(step, step->subscribe[k]) >= 0)
+			{
+				session_hold_channel(session, step->subscribe[k]);
+				step->holding[k] = true;
+			}
 			if (!step->setup)
 				append_result_ok(step);
 		}
@@ -957,6 +1016,7 @@ step_new(Broker *broker, HttpRequest *req, const ProtoRequest *request, bool set
 	step->allowed = mem_alloc(sizeof(bool) * (request->nsubscribe + 1));
 	step->position_of = mem_alloc(sizeof(int64_t) * (request->nsubscribe + 1));
 	step->fresh = mem_alloc(sizeof(bool) * (request->nsubscribe + 1));
+	step->holding = mem_alloc(sizeof(bool) * (request->nsubscribe + 1));
 	for (k = 0; k < request->nsubscribe; k++)
 		step->position_of[k] = -1;
 	step->nunsubscribe = request->nunsubscribe;
@@ -975,6 +1035,8 @@ step_new(Broker *broker, HttpRequest *req, const ProtoRequest *request, bool set
 	step->nresume = request->nresume;
 	step->resume = mem_alloc(sizeof(ProtoResumeItem) * (request->nresume + 1));
 	step->resume_limit = mem_alloc(sizeof(int64_t) * (request->nresume + 1));
+	step->resume_last = mem_alloc(sizeof(int64_t) * (request->nresume + 1));
+	step->resume_cut = mem_alloc(sizeof(bool) * (request->nresume + 1));
 	if (request->nresume > 0)
 		memcpy(step->resume, request->resume, sizeof(ProtoResumeItem) * request->nresume);
 	return step;

@@ -38,6 +38,15 @@ typedef struct CachedAnswer
 	Answer	   *answer;			/* NULL: none kept */
 } CachedAnswer;
 
+/* A channel's live packets held back while the host settles where it starts. */
+typedef struct HeldChannel
+{
+	char		channel[PROTO_CHANNEL_MAX + 1];
+	Packet	  **packets;
+	size_t		npackets;
+	size_t		capacity;
+} HeldChannel;
+
 typedef struct ParkedRequest
 {
 	HttpRequest *req;
@@ -81,6 +90,10 @@ struct Session
 	Subscription **subscriptions;
 	size_t		nsubscriptions;
 	size_t		subscriptions_capacity;
+
+	HeldChannel *held_channels;	/* usually none */
+	size_t		nheld_channels;
+	size_t		nheld_packets;	/* in all of them; counts against max_pending */
 };
 
 struct SessionTable
@@ -604,8 +617,130 @@ have_packet_packet_arrives(Session *session, Packet *packet)
 	session_enqueue(session, packet);
 }
 
+static HeldChannel *
+session_find_held(const Session *session, const char *channel)
+{
+	size_t		i;
+
+	for (i = 0; i < session->nheld_channels; i++)
+		if (strcmp(session->held_channels[i].channel, channel) == 0)
+			return &session->held_channels[i];
+	return NULL;
+}
+
+/* Free a held channel's packets and take it out of the list. */
+static void
+session_drop_held(Session *session, HeldChannel *held)
+{
+	size_t		i;
+
+	for (i = 0; i < held->npackets; i++)
+		packet_unref(held->packets[i]);
+	session->nheld_packets -= held->npackets;
+	free(held->packets);
+	*held = session->held_channels[--session->nheld_channels];
+	if (session->nheld_channels == 0)
+	{
+		free(session->held_channels);
+		session->held_channels = NULL;
+	}
+}
+
+void
+session_hold_channel(Session *session, const char *channel)
+{
+	HeldChannel *held;
+
+	if (session_find_held(session, channel) != NULL)
+		return;
+	session->held_channels = mem_realloc(session->held_channels,
+										 sizeof(HeldChannel) * (session->nheld_channels + 1));
+	held = &session->held_channels[session->nheld_channels++];
+	memset(held, 0, sizeof(*held));
+	snprintf(held->channel, sizeof(held->channel), "%s", channel);
+}
+
+static void session_packet_now(Session *session, Packet *packet);
+
+bool
+session_release_channel(Session *session, const char *channel, int64_t floor, bool keep_holding)
+{
+	HeldChannel *held = session_find_held(session, channel);
+	SessionTable *table = session->table;
+	char		sid[PROTO_SID_MAX + 1];
+	bool		alive = true;
+	Packet	  **packets;
+	size_t		npackets;
+	size_t		kept = 0;
+	size_t		i;
+
+	if (floor >= 0)
+		session_set_floor(session, channel, floor);
+	if (held == NULL)
+		return true;
+	for (i = 0; i < held->npackets; i++)
+	{
+		Packet	   *packet = held->packets[i];
+
+		if (packet->seq >= 0 && packet->seq <= floor)
+		{
+			packet_unref(packet);
+			session->nheld_packets--;
+		}
+		else
+			held->packets[kept++] = packet;
+	}
+	held->npackets = kept;
+	if (keep_holding)
+		return true;
+	/* let them go, in order, as if they arrived now (an overflow ends it) */
+	snprintf(sid, sizeof(sid), "%s", session->sid);
+	packets = held->packets;
+	npackets = held->npackets;
+	session->nheld_packets -= npackets;
+	held->packets = NULL;
+	held->npackets = 0;
+	session_drop_held(session, held);
+	for (i = 0; i < npackets; i++)
+	{
+		if (alive)
+		{
+			session_packet_now(session, packets[i]);
+			alive = session_find(table, sid) == session;
+		}
+		packet_unref(packets[i]);
+	}
+	free(packets);
+	return alive;
+}
+
 void
 session_packet(Session *session, Packet *packet)
+{
+	HeldChannel *held = session->nheld_channels > 0
+		? session_find_held(session, packet->channel) : NULL;
+
+	if (held == NULL)
+	{
+		session_packet_now(session, packet);
+		return;
+	}
+	if (session->queue_len + session->nheld_packets >= session->table->limits.max_pending)
+	{
+		session_end(session, SESSION_END_OVERFLOW);
+		return;
+	}
+	if (held->npackets == held->capacity)
+	{
+		held->capacity = held->capacity ? held->capacity * 2 : 8;
+		held->packets = mem_realloc(held->packets, sizeof(Packet *) * held->capacity);
+	}
+	held->packets[held->npackets++] = packet_ref(packet);
+	session->nheld_packets++;
+}
+
+static void
+session_packet_now(Session *session, Packet *packet)
 {
 	switch (session->state)
 	{
@@ -887,6 +1022,8 @@ session_unsubscribe(Session *session, const char *channel)
 		return false;
 	channel_unsubscribe(session->table->channels, *slot);
 	*slot = session->subscriptions[--session->nsubscriptions];
+	if (session_find_held(session, channel) != NULL)
+		session_drop_held(session, session_find_held(session, channel));
 	return true;
 }
 
@@ -994,6 +1131,8 @@ session_end(Session *session, SessionEnd why)
 		channel_unsubscribe(table->channels,
 							session->subscriptions[--session->nsubscriptions]);
 	free(session->subscriptions);
+	while (session->nheld_channels > 0)
+		session_drop_held(session, &session->held_channels[0]);
 	for (i = 0; i < session->queue_len; i++)
 		packet_unref(session->queue[i]);
 	table->queued -= session->queue_len;

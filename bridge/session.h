@@ -159,6 +159,21 @@ bool		session_subscribe(Session *session, const char *channel);
  * later (a NOTIFY still in flight).
  */
 void		session_set_floor(Session *session, const char *channel, int64_t seq);
+/*
+ * Hold back channel's live packets (they are kept, not queued) from now
+ * until session_release_channel: while the host reads where the client
+ * starts (its position, a resume), nothing of the channel may reach a held
+ * poll.  They count against max_pending: more ends the session (overflow).
+ */
+void		session_hold_channel(Session *session, const char *channel);
+/*
+ * The client has channel up to floor (-1: nothing new): set the floor and
+ * drop what is held up to it; then hand the rest on in order, or, with
+ * keep_holding (a resume cut short: the client asks again), keep holding
+ * it.  False when the session ended meanwhile (overflow).
+ */
+bool		session_release_channel(Session *session, const char *channel,
+									int64_t floor, bool keep_holding);
 bool		session_unsubscribe(Session *session, const char *channel);
 /* Calls fn for each subscribed channel. */
 void		session_foreach_channel(const Session *session,

@@ -428,6 +428,45 @@ test_work_takes_due_packets(void)
 	teardown();
 }
 
+/* Live packets held back while the host settles where a client starts. */
+static void
+test_hold_and_release(void)
+{
+	Session    *s;
+
+	setup(5, 10000);
+	s = session_create(sessions, "h1", NULL, 10, 0);
+	session_subscribe(s, "h");
+	session_hold_channel(s, "h");
+	poll_rid(s, 1, 11);
+	packet_unref(publish("h", 4, "\"four\""));
+	packet_unref(publish("h", 5, "\"five\""));
+	packet_unref(publish("h", 6, "\"six\""));
+	UNIT_CHECK(host.nanswers == 0 && session_queue_length(s) == 0,
+			   "held back: nothing reaches the held poll");
+	UNIT_CHECK(session_release_channel(s, "h", 4, true) && host.nanswers == 0,
+			   "a release that keeps holding (a resume cut short) lets nothing go");
+	UNIT_CHECK(session_release_channel(s, "h", 5, false) && session_flush(sessions, SIZE_MAX) == 1 &&
+			   host.nanswers == 1 &&
+			   strstr(last_answer()->body, "\"six\"") != NULL &&
+			   strstr(last_answer()->body, "\"five\"") == NULL &&
+			   strstr(last_answer()->body, "\"four\"") == NULL,
+			   "the release drops what the client has (up to 5) and lets the rest go (%s)",
+			   host.nanswers ? last_answer()->body : "-");
+	packet_unref(publish("h", 7, "\"seven\""));
+	UNIT_CHECK(session_queue_length(s) == 1, "afterwards the channel's packets flow again");
+	session_hold_channel(s, "h");
+	packet_unref(publish("h", 8, "8"));
+	packet_unref(publish("h", 9, "9"));
+	packet_unref(publish("h", 10, "10"));
+	packet_unref(publish("h", 11, "11"));
+	UNIT_CHECK(session_find(sessions, "h1") != NULL, "one queued and four held: within max_pending (5)");
+	packet_unref(publish("h", 12, "12"));
+	UNIT_CHECK(session_find(sessions, "h1") == NULL && host.ended[host.nended - 1] == SESSION_END_OVERFLOW,
+			   "held packets count against max_pending: more end the session (overflow)");
+	teardown();
+}
+
 static void
 test_floor(void)
 {
@@ -675,6 +714,7 @@ main(void)
 	test_poll_and_packets();
 	test_answers_due();
 	test_floor();
+	test_hold_and_release();
 	test_work_takes_due_packets();
 	test_large_packets_shared();
 	test_client_gone();
