@@ -140,3 +140,43 @@ cluster_stop() {
 pg_user_can_use() {
 	as_pg_user test -w "$1" -a -x "$1" 2>/dev/null
 }
+
+# run_pg_dir RUN_DIR: the PostgreSQL cluster directory of make run and make
+# run-cluster: RUN_DIR/pg when the server's user can reach it there (a
+# checkout under /root cannot be reached by "postgres"); otherwise a
+# directory in /var/tmp, with RUN_DIR/pg pointing at it.
+run_pg_dir() {
+	local run_dir=$1 elsewhere
+	mkdir -p "$run_dir"
+	if [ -e "$run_dir/pg" ]; then
+		echo "$run_dir/pg"
+		return
+	fi
+	mkdir -p "$run_dir/pg"
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$run_dir/pg"
+	if pg_user_can_use "$run_dir/pg"; then
+		echo "$run_dir/pg"
+		return
+	fi
+	rmdir "$run_dir/pg"
+	elsewhere=/var/tmp/comet-run.$(printf '%s' "$COMET_ROOT" | md5sum | cut -c1-12)
+	mkdir -p "$elsewhere"
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$elsewhere"
+	ln -s "$elsewhere" "$run_dir/pg"
+	echo "$run_dir/pg"
+}
+
+# pid_stop FILE WHAT: SIGTERM the process in pid file FILE, if it runs, and
+# wait up to 5 s for it; then remove FILE.
+pid_stop() {
+	local file=$1 what=$2 pid
+	[ -f "$file" ] || return 0
+	pid=$(cat "$file")
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		log "stopping $what (pid $pid)"
+		kill -TERM "$pid"
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -0 "$pid" 2>/dev/null && die "$what (pid $pid) did not stop"
+	fi
+	rm -f "$file"
+}

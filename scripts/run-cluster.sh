@@ -25,28 +25,9 @@ NODES=(b1 b2 b3)
 PORTS=(8081 8082 8083)
 NGINX_WORKER_USER=nobody
 
-# The PostgreSQL cluster's directory, as make run chooses it (scripts/run.sh):
-# .run/pg when the server's user can reach it there, else a directory in
-# /var/tmp that .run/pg points at.
+# The PostgreSQL cluster's directory, as make run chooses it.
 pg_dir() {
-	mkdir -p "$RUN_DIR"
-	if [ -e "$RUN_DIR/pg" ]; then
-		echo "$RUN_DIR/pg"
-		return
-	fi
-	mkdir -p "$RUN_DIR/pg"
-	[ "$(id -u)" -eq 0 ] && chown postgres: "$RUN_DIR/pg"
-	if pg_user_can_use "$RUN_DIR/pg"; then
-		echo "$RUN_DIR/pg"
-		return
-	fi
-	rmdir "$RUN_DIR/pg"
-	local elsewhere
-	elsewhere=/var/tmp/comet-run.$(printf '%s' "$COMET_ROOT" | md5sum | cut -c1-12)
-	mkdir -p "$elsewhere"
-	[ "$(id -u)" -eq 0 ] && chown postgres: "$elsewhere"
-	ln -s "$elsewhere" "$RUN_DIR/pg"
-	echo "$RUN_DIR/pg"
+	run_pg_dir "$RUN_DIR"
 }
 
 # nginx's prefix: .run/nginx, or (when nginx's workers could not reach it,
@@ -66,21 +47,6 @@ nginx_prefix() {
 		fi
 	fi
 	readlink -f "$RUN_DIR/nginx"
-}
-
-# pid_stop FILE WHAT: SIGTERM the process in pid file FILE, if it runs, and
-# wait up to 5 s for it; then remove FILE.
-pid_stop() {
-	local file=$1 what=$2 pid
-	[ -f "$file" ] || return 0
-	pid=$(cat "$file")
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		log "stopping $what (pid $pid)"
-		kill -TERM "$pid"
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$pid" 2>/dev/null && die "$what (pid $pid) did not stop"
-	fi
-	rm -f "$file"
 }
 
 # nginx_stop: stop the nginx this script started (SIGTERM: held polls are

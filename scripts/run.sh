@@ -14,40 +14,15 @@ cd "$COMET_ROOT"
 RUN_DIR=$COMET_ROOT/.run
 DEMO_DIR=$COMET_ROOT/examples/grid-o-matic
 
-# The cluster lives in .run/pg when the server's user can reach it there (a
-# checkout under /root cannot be reached by "postgres"); otherwise in
-# /var/tmp, with .run/pg pointing at it.
+# The cluster lives in .run/pg, or in /var/tmp with .run/pg pointing at it
+# (scripts/lib.sh: run_pg_dir).
 cluster_dir() {
-	mkdir -p "$RUN_DIR"
-	if [ -e "$RUN_DIR/pg" ]; then
-		echo "$RUN_DIR/pg"
-		return
-	fi
-	mkdir -p "$RUN_DIR/pg"
-	[ "$(id -u)" -eq 0 ] && chown postgres: "$RUN_DIR/pg"
-	if pg_user_can_use "$RUN_DIR/pg"; then
-		echo "$RUN_DIR/pg"
-		return
-	fi
-	rmdir "$RUN_DIR/pg"
-	local elsewhere
-	elsewhere=/var/tmp/comet-run.$(printf '%s' "$COMET_ROOT" | md5sum | cut -c1-12)
-	mkdir -p "$elsewhere"
-	[ "$(id -u)" -eq 0 ] && chown postgres: "$elsewhere"
-	ln -s "$elsewhere" "$RUN_DIR/pg"
-	echo "$RUN_DIR/pg"
+	run_pg_dir "$RUN_DIR"
 }
 
 # bridge_stop: SIGTERM the bridge make run started, if it runs.
 bridge_stop() {
-	local pid
-	[ -f "$RUN_DIR/bridge.pid" ] || return 0
-	pid=$(cat "$RUN_DIR/bridge.pid")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid"
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	fi
-	rm -f "$RUN_DIR/bridge.pid"
+	pid_stop "$RUN_DIR/bridge.pid" bridge
 }
 
 if [ "${1:-}" = stop ]; then
