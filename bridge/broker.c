@@ -119,6 +119,7 @@ typedef struct Step
 	int64_t    *position_of;	/* per subscribe item, -1 if none */
 	bool	   *fresh;			/* per subscribe item: subscribed by this step */
 	bool	   *holding;		/* per subscribe item: its live packets held back */
+	bool	   *held_before;	/* ... since an earlier resume was cut short */
 	Packet	  **extra;			/* resume packets and gaps, before the queue */
 	size_t		nextra;
 } Step;
@@ -223,6 +224,7 @@ step_free(Step *step)
 	free(step->position_of);
 	free(step->fresh);
 	free(step->holding);
+	free(step->held_before);
 	free(step->resume_last);
 	free(step->resume_cut);
 	free(step->resume);
@@ -327,7 +329,9 @@ step_resumes(const Step *step, const char *channel)
 
 /*
  * Let go of the live packets the step held back (see step_answer), with
- * nothing dropped: the step failed.
+ * nothing dropped: the step failed.  A channel held since an earlier resume
+ * was cut short stays held (the client asks again, or its next request
+ * lets it go).
  */
 static void
 step_unhold(Step *step, Session *session)
@@ -335,7 +339,7 @@ step_unhold(Step *step, Session *session)
 	int			k;
 
 	for (k = 0; k < step->nsubscribe; k++)
-		if (step->holding[k])
+		if (step->holding[k] && !step->held_before[k])
 		{
 			step->holding[k] = false;
 			if (!session_release_channel(session, step->subscribe[k], -1, false))
@@ -416,8 +420,13 @@ step_answer(Step *step)
 		if (!step->holding[k])
 			continue;
 		step->holding[k] = false;
-		if (!session_release_channel(session, step->subscribe[k],
-									 cut ? step->resume_last[r] : step->position_of[k], cut))
+		if (cut)
+		{
+			session_cut_channel(session, step->subscribe[k], step->resume_last[r],
+								step->position_of[k]);
+			continue;
+		}
+		if (!session_release_channel(session, step->subscribe[k], step->position_of[k], false))
 		{
 			buf_free(&body);
 			broker_error(broker, step->req, PROTO_OVERFLOW,
@@ -791,7 +800,7 @@ step_subscribe(Step *step, Session *session)
 			/* until the answer says where the client starts: see step_answer */
 			if (step->fresh[k] || step_resumes(step, step->subscribe[k]) >= 0)
 			{
-				session_hold_channel(session, step->subscribe[k]);
+				step->held_before[k] = !session_hold_channel(session, step->subscribe[k]);
 				step->holding[k] = true;
 			}
 			if (!step->setup)
@@ -1017,6 +1026,7 @@ step_new(Broker *broker, HttpRequest *req, const ProtoRequest *request, bool set
 	step->position_of = mem_alloc(sizeof(int64_t) * (request->nsubscribe + 1));
 	step->fresh = mem_alloc(sizeof(bool) * (request->nsubscribe + 1));
 	step->holding = mem_alloc(sizeof(bool) * (request->nsubscribe + 1));
+	step->held_before = mem_alloc(sizeof(bool) * (request->nsubscribe + 1));
 	for (k = 0; k < request->nsubscribe; k++)
 		step->position_of[k] = -1;
 	step->nunsubscribe = request->nunsubscribe;

@@ -106,7 +106,7 @@ static void http_drive(Http *http);
 static void http_unhold(HttpRequest *req);
 
 /* The buffer through which a shared answer in pieces is written. */
-#define HTTP_ANSWER_BLOCK 16384
+#define HTTP_ANSWER_BLOCK 4096
 
 /* The due answers built before the first MHD_run; then all the others. */
 #define HTTP_FLUSH_FIRST 256

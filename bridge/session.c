@@ -45,6 +45,9 @@ typedef struct HeldChannel
 	Packet	  **packets;
 	size_t		npackets;
 	size_t		capacity;
+	/* a resume was cut short: held until the client asks again, or gives up */
+	bool		cut;
+	int64_t		cut_position;
 } HeldChannel;
 
 typedef struct ParkedRequest
@@ -646,18 +649,106 @@ session_drop_held(Session *session, HeldChannel *held)
 	}
 }
 
-void
+bool
 session_hold_channel(Session *session, const char *channel)
 {
 	HeldChannel *held;
 
 	if (session_find_held(session, channel) != NULL)
-		return;
+		return false;
 	session->held_channels = mem_realloc(session->held_channels,
 										 sizeof(HeldChannel) * (session->nheld_channels + 1));
 	held = &session->held_channels[session->nheld_channels++];
 	memset(held, 0, sizeof(*held));
 	snprintf(held->channel, sizeof(held->channel), "%s", channel);
+	return true;
+}
+
+/* Make room for n more packets in a held channel. */
+static void
+held_reserve(HeldChannel *held, size_t n)
+{
+	if (held->npackets + n <= held->capacity)
+		return;
+	held->capacity = (held->npackets + n) * 2;
+	held->packets = mem_realloc(held->packets, sizeof(Packet *) * held->capacity);
+}
+
+void
+session_cut_channel(Session *session, const char *channel, int64_t last, int64_t position)
+{
+	HeldChannel *held = session_find_held(session, channel);
+	size_t		nqueued = 0;
+	size_t		kept = 0;
+	size_t		i;
+
+	if (held == NULL)
+		return;
+	session_set_floor(session, channel, last);
+	/* what of the channel was queued before the hold goes ahead of it */
+	for (i = 0; i < session->queue_len; i++)
+		if (strcmp(session->queue[i]->channel, channel) == 0)
+			nqueued++;
+	if (nqueued > 0)
+	{
+		held_reserve(held, nqueued);
+		memmove(held->packets + nqueued, held->packets, sizeof(Packet *) * held->npackets);
+		for (i = 0; i < session->queue_len; i++)
+		{
+			Packet	   *packet = session->queue[i];
+
+			if (strcmp(packet->channel, channel) == 0)
+				held->packets[kept++] = packet;
+			else
+				session->queue[i - kept] = packet;
+		}
+		held->npackets += nqueued;
+		session->queue_len -= nqueued;
+		session->table->queued -= nqueued;
+		session->nheld_packets += nqueued;
+		if (session->queue_len == 0)
+		{
+			if (session->state == SESSION_HAVE_PACKET)
+				session->state = SESSION_WAITING;
+			session_due_remove(session);
+		}
+	}
+	(void) session_release_channel(session, channel, last, true);
+	held = session_find_held(session, channel);
+	held->cut = true;
+	held->cut_position = position;
+}
+
+/*
+ * A request arrives: a channel whose resume was cut short and that this
+ * request does not resume again is let go from its position on (the
+ * client gave up asking, or asks no more).  False when that ended the
+ * session.
+ */
+static bool
+session_release_cuts(Session *session, const ProtoRequest *request)
+{
+	size_t		i = 0;
+
+	while (i < session->nheld_channels)
+	{
+		HeldChannel *held = &session->held_channels[i];
+		bool		again = false;
+		int			r;
+
+		for (r = 0; r < request->nresume; r++)
+			if (strcmp(request->resume[r].channel, held->channel) == 0)
+				again = true;
+		if (!held->cut || again)
+		{
+			i++;
+			continue;
+		}
+		if (!session_release_channel(session, held->channel, held->cut_position, false))
+			return false;
+		i = 0;					/* the list changed */
+	}
+	return true;
 }
 
 static void session_packet_now(Session *session, Packet *packet);
@@ -814,6 +905,12 @@ session_start(Session *session, HttpRequest *req, ProtoRequest *request)
 	bool		work = request_has_work(request);
 
 	session->next_rid = rid + 1;
+	if (!terminate && session->nheld_channels > 0 && !session_release_cuts(session, request))
+	{
+		proto_request_free(request);
+		free(request);
+		return false;			/* it ended (overflow); req was answered */
+	}
 	if (terminate)
 	{
 		/* anything else in a terminating request is ignored */

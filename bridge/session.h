@@ -164,8 +164,9 @@ void		session_set_floor(Session *session, const char *channel, int64_t seq);
  * until session_release_channel: while the host reads where the client
  * starts (its position, a resume), nothing of the channel may reach a held
  * poll.  They count against max_pending: more ends the session (overflow).
+ * False when the channel was held already (a resume cut short earlier).
  */
-void		session_hold_channel(Session *session, const char *channel);
+bool		session_hold_channel(Session *session, const char *channel);
 /*
  * The client has channel up to floor (-1: nothing new): set the floor and
  * drop what is held up to it; then hand the rest on in order, or, with
@@ -174,6 +175,15 @@ void		session_hold_channel(Session *session, const char *channel);
  */
 bool		session_release_channel(Session *session, const char *channel,
 									int64_t floor, bool keep_holding);
+/*
+ * A resume of channel was cut short at last (below position): what is
+ * queued of the channel joins the hold, up to last is dropped, and the
+ * channel stays held until a later request resumes it again (the host
+ * then releases it) or a request that does not resume it arrives (then it
+ * is let go from position on).
+ */
+void		session_cut_channel(Session *session, const char *channel, int64_t last,
+								int64_t position);
 bool		session_unsubscribe(Session *session, const char *channel);
 /* Calls fn for each subscribed channel. */
 void		session_foreach_channel(const Session *session,

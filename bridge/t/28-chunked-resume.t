@@ -55,4 +55,38 @@ for my $round (1 .. 3)
 }
 waitpid($pid, 0);
 ok($bridge->alive, 'the bridge still runs');
+
+# After a resume cut short the channel's live packets wait for the client
+# to ask again; a failed ask keeps them waiting; a request that does not
+# ask again (the client gave up: its subscribe was refused, say) lets them
+# go from the position on.
+my $role = CometTest::bridge_role();
+grant('cut', ['subscribe']);
+sql(q{SELECT comet.send('cut', to_jsonb(i)) FROM generate_series(1, 1500) i});
+my $c = $bridge->setup(subscribe => ['cut'], resume => { cut => 0 }, wait => 1);
+my @first = map { $_->{seq} } grep { defined $_->{seq} } @{ $c->response->{packets} // [] };
+is($first[-1], 1000, 'a resume cut short at 1000');
+sql(q{SELECT comet.send('cut', to_jsonb(i)) FROM generate_series(1501, 1505) i});
+sql(qq{REVOKE EXECUTE ON FUNCTION comet.replay(text, bigint, integer) FROM $role});
+my ($status) = $c->request(subscribe => ['cut'], resume => { cut => 1000 });
+is($status, 500, 'asking again fails (comet.replay not allowed)');
+sql(qq{GRANT EXECUTE ON FUNCTION comet.replay(text, bigint, integer) TO $role});
+my ($status2, undef, $again) = $c->request(subscribe => ['cut'], resume => { cut => 1000 });
+my @rest = map { $_->{seq} } grep { defined $_->{seq} } @{ $again->{packets} // [] };
+is_deeply(\@rest, [ 1001 .. 1505 ], 'asking again once it works: the rest, then the live ones, nothing twice, no jump')
+	or diag("status $status2: " . scalar(@rest) . " packets, " . ($rest[0] // '-') . '..' . ($rest[-1] // '-'));
+$c->request(terminate => JSON::PP::true);
+
+my $g = $bridge->setup(subscribe => ['cut'], resume => { cut => 0 }, wait => 1);
+my @g1 = map { $_->{seq} } grep { defined $_->{seq} } @{ $g->response->{packets} // [] };
+is($g1[-1], 1000, 'another resume cut short at 1000');
+my $position = $g->response->{positions}{cut};
+sql(q{SELECT comet.revoke('cut', ARRAY['subscribe'], NULL)});
+my (undef, undef, $refused) = $g->request(subscribe => ['cut'], resume => { cut => 1000 });
+is($refused->{results}[0]{error} // '', 'forbidden', 'asking again is refused: the client gives up');
+sql(q{SELECT comet.send('cut', to_jsonb(i)) FROM generate_series(1506, 1508) i});
+my $live = $g->collect(3, 3);
+is_deeply([ map { $_->{seq} } @$live ], [ $position + 1 .. $position + 3 ],
+	"its next polls get the channel's packets after the position ($position)");
+$g->request(terminate => JSON::PP::true);
 done_testing;
