@@ -117,6 +117,7 @@ struct SessionTable
 static bool session_start_next(Session *session);
 static void session_release_held(Session *session);
 static void session_due_remove(Session *session);
+static void session_give_work(Session *session, HttpRequest *req, ProtoRequest *request);
 
 const char *
 session_end_name(SessionEnd why)
@@ -922,12 +923,7 @@ session_start(Session *session, HttpRequest *req, ProtoRequest *request)
 	}
 	if (work)
 	{
-		session->busy = true;
-		session->busy_rid = rid;
-		session_update_inactivity(session);
-		session->table->hooks.work(session->table->hooks.ctx, session, req, request);
-		proto_request_free(request);
-		free(request);
+		session_give_work(session, req, request);
 		return true;
 	}
 	proto_request_free(request);
@@ -935,6 +931,18 @@ session_start(Session *session, HttpRequest *req, ProtoRequest *request)
 	session_poll_arrives(session, req, rid);
 	session_polled(session);
 	return true;
+}
+
+/* Hand a work request to the host (it answers with session_answer_work). */
+static void
+session_give_work(Session *session, HttpRequest *req, ProtoRequest *request)
+{
+	session->busy = true;
+	session->busy_rid = request->rid;
+	session_update_inactivity(session);
+	session->table->hooks.work(session->table->hooks.ctx, session, req, request);
+	proto_request_free(request);
+	free(request);
 }
 
 /* Start parked requests whose turn has come; false when the session ended. */
@@ -1005,12 +1013,7 @@ session_request(Session *session, HttpRequest *req, ProtoRequest *request)
 			 */
 			answer_unref(cached->answer);
 			cached->answer = NULL;
-			session->busy = true;
-			session->busy_rid = rid;
-			session_update_inactivity(session);
-			session->table->hooks.work(session->table->hooks.ctx, session, req, request);
-			proto_request_free(request);
-			free(request);
+			session_give_work(session, req, request);
 			return;
 		}
 		proto_request_free(request);
