@@ -180,3 +180,27 @@ pid_stop() {
 	fi
 	rm -f "$file"
 }
+
+# run_database RUN_DIR: the cluster of make run and make run-cluster
+# (run_pg_dir) created and started if need be, with the database "comet",
+# the extension up to date and "demo" open for subscribing (a page may
+# listen there without logging in).  Sets PGDIR, PGHOST, PGPORT, PGUSER.
+run_database() {
+	PGDIR=$(readlink -f "$(run_pg_dir "$1")")
+	if [ ! -f "$PGDIR/data/PG_VERSION" ]; then
+		log "creating the cluster in $PGDIR"
+		cluster_init "$PGDIR"
+	fi
+	if as_pg_user "$PG_BIN/pg_ctl" -D "$PGDIR/data" status >/dev/null 2>&1; then
+		PGPORT=$(cat "$PGDIR/port")
+		export PGHOST=$PGDIR PGPORT PGUSER=postgres
+		log "the cluster is already running"
+	else
+		cluster_start "$PGDIR"
+	fi
+	psql -X -q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'comet'" | grep -q 1 \
+		|| psql -X -q -d postgres -c "CREATE DATABASE comet"
+	psql -X -q -d comet -c "SET client_min_messages = warning" \
+		-c "CREATE EXTENSION IF NOT EXISTS comet" -c "ALTER EXTENSION comet UPDATE"
+	psql -X -q -d comet -c "SELECT comet.grant('demo', ARRAY['subscribe'])" >/dev/null
+}

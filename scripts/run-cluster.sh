@@ -25,11 +25,6 @@ NODES=(b1 b2 b3)
 PORTS=(8081 8082 8083)
 NGINX_WORKER_USER=nobody
 
-# The PostgreSQL cluster's directory, as make run chooses it.
-pg_dir() {
-	run_pg_dir "$RUN_DIR"
-}
-
 # nginx's prefix: .run/nginx, or (when nginx's workers could not reach it,
 # as in a checkout under /root) a directory in /var/tmp that .run/nginx
 # points at, so that a copy of the page's files there can be served.
@@ -154,25 +149,7 @@ for port in "$NGINX_PORT" "${PORTS[@]}"; do
 	fi
 done
 
-PGDIR=$(readlink -f "$(pg_dir)")
-if [ ! -f "$PGDIR/data/PG_VERSION" ]; then
-	log "creating the cluster in $PGDIR"
-	cluster_init "$PGDIR"
-fi
-if as_pg_user "$PG_BIN/pg_ctl" -D "$PGDIR/data" status >/dev/null 2>&1; then
-	PGPORT=$(cat "$PGDIR/port")
-	export PGHOST=$PGDIR PGPORT PGUSER=postgres
-	log "the cluster is already running"
-else
-	cluster_start "$PGDIR"
-fi
-
-psql -X -q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'comet'" | grep -q 1 \
-	|| psql -X -q -d postgres -c "CREATE DATABASE comet"
-psql -X -q -d comet -c "SET client_min_messages = warning" \
-	-c "CREATE EXTENSION IF NOT EXISTS comet" -c "ALTER EXTENSION comet UPDATE"
-# a page subscribed to "demo" may listen without logging in
-psql -X -q -d comet -c "SELECT comet.grant('demo', ARRAY['subscribe'])" >/dev/null
+run_database "$RUN_DIR"
 log "loading the Grid-o-Matic demo"
 psql -X -q -v ON_ERROR_STOP=1 -d comet -f "$DEMO_DIR/sql/grid.sql" >/dev/null
 

@@ -14,12 +14,6 @@ cd "$COMET_ROOT"
 RUN_DIR=$COMET_ROOT/.run
 DEMO_DIR=$COMET_ROOT/examples/grid-o-matic
 
-# The cluster lives in .run/pg, or in /var/tmp with .run/pg pointing at it
-# (scripts/lib.sh: run_pg_dir).
-cluster_dir() {
-	run_pg_dir "$RUN_DIR"
-}
-
 # bridge_stop: SIGTERM the bridge make run started, if it runs.
 bridge_stop() {
 	pid_stop "$RUN_DIR/bridge.pid" bridge
@@ -37,26 +31,10 @@ fi
 deps_install $COMET_PACKAGES_BUILD
 build_install
 
-PGDIR=$(readlink -f "$(cluster_dir)")
-if [ ! -f "$PGDIR/data/PG_VERSION" ]; then
-	log "creating the cluster in $PGDIR"
-	cluster_init "$PGDIR"
-fi
-if as_pg_user "$PG_BIN/pg_ctl" -D "$PGDIR/data" status >/dev/null 2>&1; then
-	export PGHOST=$PGDIR PGPORT=$(cat "$PGDIR/port") PGUSER=postgres
-	log "the cluster is already running"
-else
-	cluster_start "$PGDIR"
-fi
-
-psql -X -q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'comet'" | grep -q 1 \
-	|| psql -X -q -d postgres -c "CREATE DATABASE comet"
-psql -X -q -d comet -c "SET client_min_messages = warning" \
-	-c "CREATE EXTENSION IF NOT EXISTS comet" -c "ALTER EXTENSION comet UPDATE"
-
-# a page subscribed to "demo" may listen without logging in (grid.authorize
-# leaves channels other than grid:* to comet's grants)
-psql -X -q -d comet -c "SELECT comet.grant('demo', ARRAY['subscribe'])" >/dev/null
+# the cluster, the database "comet" and "demo" open to pages that have not
+# logged in (grid.authorize leaves channels other than grid:* to comet's
+# grants)
+run_database "$RUN_DIR"
 
 # stop the bridge before the demo's functions are replaced under it; the
 # restart also makes a new build take effect
