@@ -415,12 +415,43 @@ session_answer_error(Session *session, HttpRequest *req, ProtoCondition conditio
 	buf_free(&body);
 }
 
+/*
+ * Answer the held poll before an answer to a later rid that carries
+ * packets.  A client hands out an answer's packets only after those of
+ * every earlier rid (docs/protocol.md), so a poll left held would keep
+ * them from it until something else came.  What is queued goes to the
+ * held poll, as it would have had the flush come first; but a catch-up
+ * comes before anything live of its channel, so then the held poll is
+ * answered empty and the later answer carries it all.
+ */
+static void
+session_answer_held_first(Session *session, bool catch_up)
+{
+	if (session->held == NULL)
+		return;
+	if (catch_up)
+	{
+		HttpRequest *req = session->held;
+		uint64_t	rid = session->held_rid;
+
+		session_due_remove(session);
+		session->held = NULL;
+		session->state = session->queue_len > 0 ? SESSION_HAVE_PACKET : SESSION_WAITING;
+		loop_timer_stop(session->table->loop, &session->wait_timer);
+		session_answer(session, req, rid, answer_poll(rid, NULL, 0), CACHE_POLL);
+		session_update_inactivity(session);
+	}
+	else if (session->queue_len > 0)
+		session_release_held(session);
+}
+
 void
 session_take_packets_after(Session *session, Buf *out, Packet *const *first,
 						   size_t nfirst)
 {
 	size_t		i;
 
+	session_answer_held_first(session, nfirst > 0);
 	buf_append_str(out, ",\"packets\":[");
 	for (i = 0; i < nfirst; i++)
 	{

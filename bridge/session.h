@@ -209,7 +209,9 @@ void		session_end(Session *session, SessionEnd why);
 /*
  * Append ,"packets":[...] with first[0..nfirst) (a resume's catch-up) and
  * then everything queued to out, and empty the queue (have_packet ->
- * waiting).  For answers the host composes.
+ * waiting).  For answers the host composes.  A held poll (an earlier rid)
+ * is answered first when there would be packets: with the queue, which
+ * then leaves out (nfirst == 0), or empty (a catch-up comes first).
  */
 void		session_take_packets_after(Session *session, Buf *out,
 									   Packet *const *first, size_t nfirst);

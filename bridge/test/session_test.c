@@ -404,26 +404,54 @@ test_large_packets_shared(void)
 	free(data);
 }
 
-/* A work answer that takes the queue leaves nothing due for the held poll. */
+/*
+ * A work answer goes out while a poll with an earlier rid is held: the
+ * client hands out packets in rid order, so the held poll is answered
+ * first whenever the work answer would carry packets.
+ */
 static void
-test_work_takes_due_packets(void)
+test_work_answers_held_first(void)
 {
 	Session    *s;
 	Buf			body = BUF_INIT;
+	Packet	   *catch_up[1];
 
 	setup(100, 10000);
 	s = session_create(sessions, "t1", NULL, 10, 0);
 	session_subscribe(s, "c");
 	poll_rid(s, 1, 11);
+	session_take_packets_after(s, &body, NULL, 0);
+	UNIT_CHECK(host.nanswers == 0 && session_state(s) == SESSION_HAVE_REQUEST &&
+			   strstr(body.data, "\"packets\":[]") != NULL,
+			   "nothing queued: the work answer carries nothing and the poll stays held");
+	buf_reset(&body);
+
 	packet_unref(publish_only("c", 1, "\"one\""));
 	UNIT_CHECK(session_flush_pending(sessions) && host.nanswers == 0, "the held poll is due");
-	session_take_packets_after(s, &body, NULL, 0);	/* a work answer takes the packet */
-	UNIT_CHECK(strstr(body.data, "\"one\"") != NULL, "the work answer carries the packet");
-	UNIT_CHECK(!session_flush_pending(sessions),
-			   "nothing is due once the queue went with the work answer");
-	session_flush(sessions, 10);
-	UNIT_CHECK(host.nanswers == 0 && session_state(s) == SESSION_HAVE_REQUEST,
-			   "the held poll stays held, not answered early with nothing");
+	session_take_packets_after(s, &body, NULL, 0);
+	UNIT_CHECK(host.nanswers == 1 && last_answer()->req == 1 &&
+			   strstr(last_answer()->body, "\"one\"") != NULL,
+			   "the held poll (the earlier rid) is answered first, with the queued packet");
+	UNIT_CHECK(strstr(body.data, "\"packets\":[]") != NULL,
+			   "and the work answer carries nothing (%s)", body.data);
+	UNIT_CHECK(!session_flush_pending(sessions) && session_state(s) == SESSION_WAITING,
+			   "nothing is due, nothing held");
+	buf_reset(&body);
+
+	/* a catch-up comes before the live packets: the held poll goes empty */
+	poll_rid(s, 2, 12);
+	packet_unref(publish_only("c", 3, "\"three\""));
+	catch_up[0] = packet_new("c", 2, "\"two\"", 5);
+	session_take_packets_after(s, &body, catch_up, 1);
+	UNIT_CHECK(host.nanswers == 2 && last_answer()->req == 2 &&
+			   strstr(last_answer()->body, "\"packets\":[]") != NULL,
+			   "a catch-up answer: the held poll is answered first, empty (%s)", last_answer()->body);
+	UNIT_CHECK(strstr(body.data, "\"two\"") != NULL && strstr(body.data, "\"three\"") != NULL &&
+			   strstr(body.data, "\"two\"") < strstr(body.data, "\"three\""),
+			   "and the work answer carries the catch-up, then the live packet (%s)", body.data);
+	UNIT_CHECK(!session_flush_pending(sessions) && session_state(s) == SESSION_WAITING &&
+			   session_queue_length(s) == 0, "nothing is left queued or held");
+	packet_unref(catch_up[0]);
 	buf_free(&body);
 	teardown();
 }
@@ -715,7 +743,7 @@ main(void)
 	test_answers_due();
 	test_floor();
 	test_hold_and_release();
-	test_work_takes_due_packets();
+	test_work_answers_held_first();
 	test_large_packets_shared();
 	test_client_gone();
 	test_rid_window();

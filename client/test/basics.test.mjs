@@ -328,6 +328,22 @@ test('one poll is held at a time; sends go on a second connection and are answer
   assert.deepEqual(rec.seqs('b:one'), range(1, 5));
 });
 
+test("a sender's own packet reaches it at once, however the bridge splits it between the send's answer and the poll", TEST, async t => {
+  // The packet a send commits reaches the session in the same moment as the
+  // send's result: it goes with the send's answer or on the held poll, and
+  // the client hands out packets in rid order.  Neither may wait for the
+  // other (the held poll would otherwise hold them until `wait` ran out).
+  const rec = newClient(bridge.url, {channels: ['b:echo']}, t);
+  await rec.waitStatus('online');
+  for (let i = 1; i <= 30; i++) {
+    await withTimeout(rec.client.send('b:echo', {i}), 5000, `send ${i}`);
+    await rec.waitPackets('b:echo', i, 2000);
+  }
+  assert.deepEqual(rec.seqs('b:echo'), range(1, 30));
+  assert.deepEqual(rec.datas('b:echo').map(d => d.i), range(1, 30));
+  assert.deepEqual(rec.gaps, []);
+});
+
 test('many send() calls made together are batched into fewer requests', TEST, async t => {
   const recorder = recordingFetch();
   const reader = newClient(bridge.url, {channels: ['b:batch']}, t);

@@ -1,0 +1,106 @@
+# 29-answers-in-rid-order.t — a client hands out an answer's packets only
+# after those of every earlier rid (comet.js does; docs/protocol.md).  So
+# when a work answer carries packets while a poll with an earlier rid is
+# held, that poll must be answered too, at once: left held, it would keep
+# the work answer's packets from the client until something else came (up
+# to "wait" seconds).  A send whose own packet reaches the session in the
+# same moment as the send's result is the everyday case (a chat line, a
+# move); a resume on a session with a held poll is the other.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use CometTest;
+
+grant('echo', ['subscribe', 'publish']);
+grant('back', ['subscribe']);
+my $bridge = start_bridge(args => ['--wait', '20']);
+
+sub seqs { [ map { $_->{seq} } grep { defined $_->{seq} } @{ $_[0] // [] } ] }
+
+subtest "a send's own packet reaches the sender without a further request" => sub {
+	my $s = $bridge->setup(subscribe => ['echo'], wait => 20);
+	is($s->status, 200, 'setup succeeds') or return;
+	my ($in_send, $in_poll, $late, $wrong) = (0, 0, 0, 0);
+	my @got;
+	for my $round (1 .. 40)
+	{
+		my $poll = $s->start_poll;
+		# the poll is taken before the send (rids in order); give it a moment
+		$poll->readable(0.02);
+		my ($status, undef, $json) = $s->request(send => [ { channel => 'echo', data => $round } ],
+			timeout => 5);
+		if ($status != 200)
+		{
+			$wrong++;
+			diag("round $round: send answered $status");
+			last;
+		}
+		my $started = time;
+		my $res = $poll->response(3);
+		my $took = time - $started;
+		$poll->close;
+		if (!$res || $res->{status} != 200)
+		{
+			$late++;
+			diag("round $round: the held poll was not answered within 3 s of the send's answer");
+			last;
+		}
+		my $from_send = seqs($json->{packets});
+		my $from_poll = seqs($res->{json}{packets});
+		if (!@$from_poll && !@$from_send)
+		{
+			# the packet came after both: the next poll has it
+			my $next = $s->start_poll;
+			my $more = $next->response(3);
+			$next->close;
+			$from_poll = seqs($more && $more->{json}{packets});
+		}
+		$in_send++ if @$from_send;
+		$in_poll++ if @$from_poll;
+		push @got, @$from_send, @$from_poll;
+	}
+	is($late + $wrong, 0, 'every held poll was answered at once, with the packet or because the send carried it');
+	is_deeply(\@got, [ 1 .. 40 ], 'every packet once, in order');
+	note("the packet came with the send's answer $in_send times, on the held poll $in_poll times");
+	$s->request(terminate => JSON::PP::true);
+};
+
+subtest 'a resume answer while a poll is held: the poll is answered first, empty' => sub {
+	my $s = $bridge->setup(subscribe => ['echo'], wait => 20);
+	is($s->status, 200, 'setup succeeds') or return;
+	sql(q{SELECT comet.send('back', to_jsonb(i)) FROM generate_series(1, 3) i});
+	my $poll = $s->start_poll;
+	ok(!$poll->readable(0.3), 'the poll is held');
+	my ($status, undef, $json) = $s->request(subscribe => ['back'], resume => { back => 0 }, timeout => 5);
+	is($status, 200, 'subscribing with resume succeeds');
+	is_deeply(seqs($json->{packets}), [ 1, 2, 3 ], 'its answer carries the catch-up');
+	my $started = time;
+	my $res = $poll->response(3);
+	ok($res && $res->{status} == 200, 'the held poll is answered');
+	cmp_ok(time - $started, '<', 1, 'at once, not when wait runs out');
+	is_deeply($res && $res->{json}, { rid => $poll->{rid}, packets => [] }, 'with nothing: the catch-up is the answer after it');
+	sql(q{SELECT comet.send('back', '4')});
+	is_deeply(seqs($s->collect(1, 3)), [4], 'the next live packet follows');
+	$s->request(terminate => JSON::PP::true);
+};
+
+subtest 'a send with nothing to carry: the held poll stays held' => sub {
+	my $s = $bridge->setup(subscribe => ['back'], wait => 20);
+	is($s->status, 200, 'setup succeeds') or return;
+	my $poll = $s->start_poll;
+	ok(!$poll->readable(0.3), 'the poll is held');
+	my ($status, undef, $json) = $s->request(send => [ { channel => 'echo', data => 'elsewhere' } ], timeout => 5);
+	is($status, 200, 'the send succeeds');
+	is_deeply($json->{packets}, [], 'its answer carries no packet (the session does not read echo)');
+	ok(!$poll->readable(1), 'the poll is still held');
+	sql(q{SELECT comet.send('back', '"live"')});
+	my $res = $poll->response(3);
+	is_deeply(seqs($res && $res->{json}{packets}), [5], 'and carries the next packet of its channel');
+	$s->request(terminate => JSON::PP::true);
+};
+
+ok($bridge->alive, 'the bridge still runs');
+done_testing;
