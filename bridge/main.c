@@ -85,6 +85,7 @@ usage(FILE *out)
 			"  --session-function F        called when sessions open and end (default none)\n"
 			"  --node-id NAME              prefix of session ids, for routing between bridges\n"
 			"                              (default: the host name and the port, HOST-PORT)\n"
+			"  --log-level LEVEL           debug, info, warn or error (default info)\n"
 			"  --help, --version\n");
 }
 

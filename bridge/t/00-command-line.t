@@ -47,6 +47,13 @@ subtest '--help' => sub {
 	is($status, 0, 'exits 0');
 	like($out . $err, qr/--listen/, 'describes --listen');
 	like($out . $err, qr/--db/, 'and --db');
+	# every option docs/bridge.md documents is in the usage text too
+	my $doc = "$FindBin::Bin/../../docs/bridge.md";
+	open(my $f, '<', $doc) or die "$doc: $!";
+	my @documented = map { /^\| `(--[a-z-]+)/ ? $1 : () } <$f>;
+	cmp_ok(scalar @documented, '>', 15, 'docs/bridge.md lists the options');
+	my @missing = grep { index($out . $err, $_) < 0 } @documented;
+	is_deeply(\@missing, [], 'each of them is described by --help');
 };
 
 subtest '--version' => sub {

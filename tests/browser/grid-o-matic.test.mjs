@@ -319,8 +319,11 @@ describe('Grid-o-Matic in two browsers', () => {
                      'the same UTF-8 bytes');
     assert.equal(await db.sql(`SELECT encode(convert_to(text, 'UTF8'), 'hex') FROM grid.chat WHERE id = ${line.id}`),
                  CHAT_UTF8_HEX, 'the database has the same bytes');
-    const mine = (await chatLines(page)).find(l => l.id === line.id);
-    assert.equal(mine && mine.text, CHAT_TEXT, "alice's own page shows it too");
+    // the line reaches alice by her held poll or with the send's answer, which
+    // may come first: wait for it as for bob's
+    const mine = await waitFor(async () => (await chatLines(page)).find(l => l.id === line.id), 2000,
+                               "alice's own page to show the line", () => chatLines(page));
+    assert.equal(mine.text, CHAT_TEXT, "alice's own page shows it too");
   });
 
   it('5. a refused move shows the database\'s message and snaps back in both pages', {timeout: 45000}, async () => {
