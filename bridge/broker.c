@@ -435,7 +435,7 @@ step_answer(Step *step)
 			return;
 		}
 	}
-	session_take_packets_after(session, &body, step->extra, step->nextra);
+	session_take_packets_after(session, step->rid, &body, step->extra, step->nextra);
 	buf_append_char(&body, '}');
 	if (step->setup)
 	{

@@ -19,6 +19,10 @@
  * its last poll's answer, and its next work only once it has its last
  * work's answer, so each kept answer lasts until the client has it — however
  * many answers of the other kind go out meanwhile.
+ * Clients hand out an answer's packets only after those of every earlier
+ * rid, so packets go out in rid order too: once an answer carried packets
+ * (carried_rid), no answer to an earlier rid takes any from the queue, and
+ * a held poll is answered before a later rid's answer carries packets.
  */
 #include "session.h"
 
@@ -72,6 +76,8 @@ struct Session
 	HttpRequest *held;			/* the held poll */
 	uint64_t	held_rid;
 	bool		orphaned;		/* held_rid's client left unanswered */
+	bool		carried;		/* an answer has carried packets */
+	uint64_t	carried_rid;	/* the highest rid whose answer did */
 	Packet	  **queue;
 	size_t		queue_len;
 	size_t		queue_capacity;
@@ -415,6 +421,17 @@ session_answer_error(Session *session, HttpRequest *req, ProtoCondition conditio
 	buf_free(&body);
 }
 
+/* An answer to rid carries packets. */
+static void
+session_carried(Session *session, uint64_t rid)
+{
+	if (!session->carried || rid > session->carried_rid)
+	{
+		session->carried = true;
+		session->carried_rid = rid;
+	}
+}
+
 /*
  * Answer the held poll before an answer to a later rid that carries
  * packets.  A client hands out an answer's packets only after those of
@@ -446,12 +463,24 @@ session_answer_held_first(Session *session, bool catch_up)
 }
 
 void
-session_take_packets_after(Session *session, Buf *out, Packet *const *first,
-						   size_t nfirst)
+session_take_packets_after(Session *session, uint64_t rid, Buf *out,
+						   Packet *const *first, size_t nfirst)
 {
+	/*
+	 * Work done again after a 503 may be answered after polls with later
+	 * rids carried packets, or while one is held: the queue is newer than
+	 * this answer's place in rid order, and waits for the next poll.
+	 */
+	bool		behind = (session->carried && session->carried_rid > rid) ||
+		(session->held != NULL && session->held_rid > rid);
+	size_t		nqueue;
 	size_t		i;
 
-	session_answer_held_first(session, nfirst > 0);
+	if (!behind)
+		session_answer_held_first(session, nfirst > 0);
+	nqueue = behind ? 0 : session->queue_len;
+	if (nfirst > 0 || nqueue > 0)
+		session_carried(session, rid);
 	buf_append_str(out, ",\"packets\":[");
 	for (i = 0; i < nfirst; i++)
 	{
@@ -459,7 +488,7 @@ session_take_packets_after(Session *session, Buf *out, Packet *const *first,
 			buf_append_char(out, ',');
 		buf_append(out, first[i]->json, first[i]->len);
 	}
-	for (i = 0; i < session->queue_len; i++)
+	for (i = 0; i < nqueue; i++)
 	{
 		if (i > 0 || nfirst > 0)
 			buf_append_char(out, ',');
@@ -467,7 +496,9 @@ session_take_packets_after(Session *session, Buf *out, Packet *const *first,
 		packet_unref(session->queue[i]);
 	}
 	buf_append_char(out, ']');
-	session->table->queued -= session->queue_len;
+	if (nqueue == 0)
+		return;
+	session->table->queued -= nqueue;
 	session->queue_len = 0;
 	if (session->state == SESSION_HAVE_PACKET)
 		session->state = SESSION_WAITING;
@@ -482,6 +513,9 @@ static void
 session_answer_poll(Session *session, HttpRequest *req, uint64_t rid)
 {
 	Answer	   *answer = answer_poll(rid, session->queue, session->queue_len);
+
+	if (session->queue_len > 0)
+		session_carried(session, rid);
 
 	session->table->queued -= session->queue_len;
 	session->queue_len = 0;
@@ -589,6 +623,19 @@ session_polled(Session *session)
 static void
 session_poll_arrives(Session *session, HttpRequest *req, uint64_t rid)
 {
+	if (session->carried && rid < session->carried_rid)
+	{
+		/*
+		 * A retried poll whose first copy's client left, after a later
+		 * answer carried packets (a work answer took the queue meanwhile):
+		 * the client hands out packets in rid order, so anything given to
+		 * this rid would come before older packets.  It goes empty; the
+		 * queue waits for the next poll.
+		 */
+		session_answer(session, req, rid, answer_poll(rid, NULL, 0), CACHE_POLL);
+		session_update_inactivity(session);
+		return;
+	}
 	switch (session->state)
 	{
 		case SESSION_WAITING:

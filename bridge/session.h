@@ -207,13 +207,15 @@ void		session_client_gone(Session *session, HttpRequest *req);
 void		session_end(Session *session, SessionEnd why);
 
 /*
- * Append ,"packets":[...] with first[0..nfirst) (a resume's catch-up) and
- * then everything queued to out, and empty the queue (have_packet ->
- * waiting).  For answers the host composes.  A held poll (an earlier rid)
- * is answered first when there would be packets: with the queue, which
- * then leaves out (nfirst == 0), or empty (a catch-up comes first).
+ * For the answer to rid: append ,"packets":[...] with first[0..nfirst)
+ * (a resume's catch-up) and then everything queued to out, and empty the
+ * queue (have_packet -> waiting).  For answers the host composes.  A held
+ * poll (an earlier rid) is answered first when there would be packets:
+ * with the queue, which then leaves out (nfirst == 0), or empty (a
+ * catch-up comes first).  Clients hand out packets in rid order, so once
+ * an answer carried packets, an earlier rid's poll (a retry) goes empty.
  */
-void		session_take_packets_after(Session *session, Buf *out,
+void		session_take_packets_after(Session *session, uint64_t rid, Buf *out,
 									   Packet *const *first, size_t nfirst);
 
 /*

@@ -5,7 +5,9 @@
 # the work answer's packets from the client until something else came (up
 # to "wait" seconds).  A send whose own packet reaches the session in the
 # same moment as the send's result is the everyday case (a chat line, a
-# move); a resume on a session with a held poll is the other.
+# move); a resume on a session with a held poll is the other.  And once an
+# answer carried packets, a retry of an earlier poll (its first copy's
+# client left) must not carry newer ones.
 use strict;
 use warnings;
 use FindBin;
@@ -16,6 +18,7 @@ use CometTest;
 
 grant('echo', ['subscribe', 'publish']);
 grant('back', ['subscribe']);
+grant('other', ['publish']);
 my $bridge = start_bridge(args => ['--wait', '20']);
 
 sub seqs { [ map { $_->{seq} } grep { defined $_->{seq} } @{ $_[0] // [] } ] }
@@ -99,6 +102,31 @@ subtest 'a send with nothing to carry: the held poll stays held' => sub {
 	sql(q{SELECT comet.send('back', '"live"')});
 	my $res = $poll->response(3);
 	is_deeply(seqs($res && $res->{json}{packets}), [5], 'and carries the next packet of its channel');
+	$s->request(terminate => JSON::PP::true);
+};
+
+subtest "a poll's retry after a later answer carried packets goes empty" => sub {
+	my $s = $bridge->setup(subscribe => ['echo'], wait => 20);
+	is($s->status, 200, 'setup succeeds') or return;
+	my $poll = $s->start_poll;
+	ok(!$poll->readable(0.3), 'the poll is held');
+	$poll->close;
+	sleep 0.5;	# time for the bridge to notice
+	sql(q{SELECT comet.send('echo', '"older"')});
+	sleep 0.3;
+	my ($status, undef, $json) = $s->request(send => [ { channel => 'other', data => 1 } ], timeout => 5);
+	is($status, 200, 'a send on another channel (the next rid) succeeds');
+	my $older = seqs($json->{packets});
+	is(scalar @$older, 1, 'and its answer carries the queued packet');
+	sql(q{SELECT comet.send('echo', '"newer"')});
+	sleep 0.3;
+	my $started = time;
+	my ($retry_status, undef, $retry) = $s->request(rid => $poll->{rid}, timeout => 5);
+	cmp_ok(time - $started, '<', 1, "the poll's retry (its rid again) is answered at once");
+	is($retry_status, 200, 'with 200');
+	is_deeply($retry && $retry->{packets}, [], 'and nothing: the newer packet must not come before the older one');
+	my $next = seqs($s->collect(1, 3));
+	is_deeply($next, [ $older->[0] + 1 ], 'the next poll carries the newer packet');
 	$s->request(terminate => JSON::PP::true);
 };
 

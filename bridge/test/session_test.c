@@ -420,7 +420,7 @@ test_work_answers_held_first(void)
 	s = session_create(sessions, "t1", NULL, 10, 0);
 	session_subscribe(s, "c");
 	poll_rid(s, 1, 11);
-	session_take_packets_after(s, &body, NULL, 0);
+	session_take_packets_after(s, 12, &body, NULL, 0);
 	UNIT_CHECK(host.nanswers == 0 && session_state(s) == SESSION_HAVE_REQUEST &&
 			   strstr(body.data, "\"packets\":[]") != NULL,
 			   "nothing queued: the work answer carries nothing and the poll stays held");
@@ -428,7 +428,7 @@ test_work_answers_held_first(void)
 
 	packet_unref(publish_only("c", 1, "\"one\""));
 	UNIT_CHECK(session_flush_pending(sessions) && host.nanswers == 0, "the held poll is due");
-	session_take_packets_after(s, &body, NULL, 0);
+	session_take_packets_after(s, 12, &body, NULL, 0);
 	UNIT_CHECK(host.nanswers == 1 && last_answer()->req == 1 &&
 			   strstr(last_answer()->body, "\"one\"") != NULL,
 			   "the held poll (the earlier rid) is answered first, with the queued packet");
@@ -442,7 +442,7 @@ test_work_answers_held_first(void)
 	poll_rid(s, 2, 12);
 	packet_unref(publish_only("c", 3, "\"three\""));
 	catch_up[0] = packet_new("c", 2, "\"two\"", 5);
-	session_take_packets_after(s, &body, catch_up, 1);
+	session_take_packets_after(s, 13, &body, catch_up, 1);
 	UNIT_CHECK(host.nanswers == 2 && last_answer()->req == 2 &&
 			   strstr(last_answer()->body, "\"packets\":[]") != NULL,
 			   "a catch-up answer: the held poll is answered first, empty (%s)", last_answer()->body);
@@ -452,6 +452,75 @@ test_work_answers_held_first(void)
 	UNIT_CHECK(!session_flush_pending(sessions) && session_state(s) == SESSION_WAITING &&
 			   session_queue_length(s) == 0, "nothing is left queued or held");
 	packet_unref(catch_up[0]);
+	buf_free(&body);
+	teardown();
+}
+
+/*
+ * The held poll's client leaves; a later rid's answer takes the queue; then
+ * the poll's retry comes.  Packets given to it now would reach a client
+ * that hands out in rid order before the older ones it already has.
+ */
+static void
+test_retry_after_later_answer(void)
+{
+	Session    *s;
+	Buf			body = BUF_INIT;
+
+	setup(100, 10000);
+	s = session_create(sessions, "r1", NULL, 10, 10);
+	session_subscribe(s, "c");
+	poll_rid(s, 1, 11);
+	session_client_gone(s, req(1));
+	packet_unref(publish("c", 1, "\"one\""));
+	session_take_packets_after(s, 12, &body, NULL, 0);
+	UNIT_CHECK(strstr(body.data, "\"one\"") != NULL, "the work answer (rid 12) takes the queued packet");
+	packet_unref(publish("c", 2, "\"two\""));
+	poll_rid(s, 2, 11);
+	UNIT_CHECK(host.nanswers == 1 && last_answer()->req == 2 &&
+			   strstr(last_answer()->body, "\"packets\":[]") != NULL,
+			   "the retried poll (rid 11) is answered at once, empty (%s)", last_answer()->body);
+	UNIT_CHECK(session_queue_length(s) == 1, "the newer packet stays queued");
+	poll_rid(s, 3, 12);
+	UNIT_CHECK(host.nanswers == 2 && last_answer()->req == 3 &&
+			   strstr(last_answer()->body, "\"two\"") != NULL,
+			   "the next poll carries it");
+	buf_free(&body);
+	teardown();
+}
+
+/*
+ * A send answered 503 is done again when the client retries it, while its
+ * polls went on: a later rid carried packets.  The client hands out the
+ * redone answer's packets before that poll's, so the redone answer must
+ * not take the queue (newer than what the poll carried).
+ */
+static void
+test_redo_behind_polls(void)
+{
+	const char *unavailable = "{\"error\":\"service-unavailable\",\"message\":\"x\"}";
+	Session    *s;
+	Buf			body = BUF_INIT;
+
+	setup(100, 10000);
+	s = session_create(sessions, "w1", NULL, 10, 10);
+	session_subscribe(s, "c");
+	session_request(s, req(1), make_request("w1", 11, true, false));
+	session_answer_work(s, req(1), 11, 503, unavailable, strlen(unavailable));
+	poll_rid(s, 2, 12);
+	packet_unref(publish("c", 1, "\"one\""));
+	UNIT_CHECK(host.nanswers == 2 && last_answer()->req == 2 && strstr(last_answer()->body, "\"one\"") != NULL,
+			   "poll 12 carries the first packet");
+	session_request(s, req(4), make_request("w1", 11, true, false));
+	UNIT_CHECK(host.work[host.nwork - 1] == 4, "the send's retry (rid 11) is done again");
+	packet_unref(publish("c", 2, "\"two\""));
+	session_take_packets_after(s, 11, &body, NULL, 0);
+	UNIT_CHECK(strstr(body.data, "\"packets\":[]") != NULL,
+			   "its answer takes nothing of the queue (%s)", body.data);
+	session_answer_work(s, req(4), 11, 200, "{}", 2);
+	poll_rid(s, 3, 13);
+	UNIT_CHECK(host.nanswers == 4 && last_answer()->req == 3 && strstr(last_answer()->body, "\"two\"") != NULL,
+			   "poll 13 carries the second packet");
 	buf_free(&body);
 	teardown();
 }
@@ -744,6 +813,8 @@ main(void)
 	test_floor();
 	test_hold_and_release();
 	test_work_answers_held_first();
+	test_retry_after_later_answer();
+	test_redo_behind_polls();
 	test_large_packets_shared();
 	test_client_gone();
 	test_rid_window();
