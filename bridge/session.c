@@ -121,7 +121,7 @@ struct SessionTable
 };
 
 static bool session_start_next(Session *session);
-static void session_release_held(Session *session);
+static void session_release_held(Session *session, bool with_queue);
 static void session_due_remove(Session *session);
 static void session_give_work(Session *session, HttpRequest *req, ProtoRequest *request);
 
@@ -352,7 +352,7 @@ session_flush(SessionTable *table, size_t max)
 
 	while (table->due_head != NULL && n < max)
 	{
-		session_release_held(table->due_head);	/* takes it off the list */
+		session_release_held(table->due_head, true);	/* takes it off the list */
 		n++;
 	}
 	return n;
@@ -447,19 +447,9 @@ session_answer_held_first(Session *session, bool catch_up)
 	if (session->held == NULL)
 		return;
 	if (catch_up)
-	{
-		HttpRequest *req = session->held;
-		uint64_t	rid = session->held_rid;
-
-		session_due_remove(session);
-		session->held = NULL;
-		session->state = session->queue_len > 0 ? SESSION_HAVE_PACKET : SESSION_WAITING;
-		loop_timer_stop(session->table->loop, &session->wait_timer);
-		session_answer(session, req, rid, answer_poll(rid, NULL, 0), CACHE_POLL);
-		session_update_inactivity(session);
-	}
+		session_release_held(session, false);
 	else if (session->queue_len > 0)
-		session_release_held(session);
+		session_release_held(session, true);
 }
 
 void
@@ -577,18 +567,29 @@ session_due_remove(Session *session)
 	session->due_prev = session->due_next = NULL;
 }
 
-/* Answer the held poll with what is queued and go back to waiting. */
+/*
+ * Answer the held poll, with what is queued or (with_queue false) with
+ * nothing, the queue staying for the next request.
+ */
 static void
-session_release_held(Session *session)
+session_release_held(Session *session, bool with_queue)
 {
 	HttpRequest *req = session->held;
 	uint64_t	rid = session->held_rid;
 
 	session_due_remove(session);
 	session->held = NULL;
-	session->state = SESSION_WAITING;
 	loop_timer_stop(session->table->loop, &session->wait_timer);
-	session_answer_poll(session, req, rid);
+	if (with_queue)
+	{
+		session->state = SESSION_WAITING;
+		session_answer_poll(session, req, rid);
+	}
+	else
+	{
+		session->state = session->queue_len > 0 ? SESSION_HAVE_PACKET : SESSION_WAITING;
+		session_answer(session, req, rid, answer_poll(rid, NULL, 0), CACHE_POLL);
+	}
 	session_update_inactivity(session);
 }
 
@@ -601,7 +602,7 @@ waiting_poll_arrives(Session *session, HttpRequest *req, uint64_t rid)
 static void
 have_request_poll_arrives(Session *session, HttpRequest *req, uint64_t rid)
 {
-	session_release_held(session);	/* the old one, with what is queued (usually nothing) */
+	session_release_held(session, true);	/* the old one, with what is queued (usually nothing) */
 	session_hold(session, req, rid);
 }
 
@@ -934,7 +935,7 @@ session_wait_expires(Loop *loop, LoopTimer *timer, void *arg)
 	(void) loop;
 	(void) timer;
 	if (session->state == SESSION_HAVE_REQUEST)
-		session_release_held(session);
+		session_release_held(session, true);
 }
 
 void
