@@ -354,6 +354,7 @@ step_answer(Step *step)
 	Broker	   *broker = step->broker;
 	Session    *session = broker_find_session(broker, step->sid);
 	Buf			body = BUF_INIT;
+	size_t		own;			/* packets the answer carries of its own */
 	size_t		i;
 	int			k;
 
@@ -412,11 +413,33 @@ step_answer(Step *step)
 	 * Resume packets are not queued, so a long catch-up does not count
 	 * against --max-pending.
 	 */
+	/*
+	 * What this answer carries of its own (the catch-up, live packets of the
+	 * channels it subscribed) must not reach a held poll first: that poll
+	 * (an earlier rid) is answered now, with the queue, or with nothing
+	 * when a catch-up comes first.
+	 */
+	own = step->nextra;
+	for (k = 0; k < step->nsubscribe && own == 0; k++)
+		if (step->holding[k])
+			own = session_held_after(session, step->subscribe[k], step->position_of[k]);
+	if (own > 0)
+		session_answer_held_before(session, step->rid, step->nextra == 0);
 	for (k = 0; k < step->nsubscribe; k++)
 	{
 		int			r = step_resumes(step, step->subscribe[k]);
 		bool		cut = r >= 0 && step->resume_cut[r];
 
+		if (!step->allowed[k] && r >= 0 && !step->setup &&
+			!session_give_up_cut(session, step->subscribe[k]))
+		{
+			/* refused: the client cannot ask again for the rest of a cut resume */
+			buf_free(&body);
+			broker_error(broker, step->req, PROTO_OVERFLOW,
+						 "the session fell too far behind and was ended; set up again with resume");
+			step_free(step);
+			return;
+		}
 		if (!step->holding[k])
 			continue;
 		step->holding[k] = false;

@@ -33,6 +33,12 @@
 #include "mem.h"
 
 #define SESSION_MAX_WINDOW 8
+/*
+ * A client asks again for a resume cut short as soon as it has the answer;
+ * a poll that comes this long after it, without asking, means the client
+ * gave up (see session_release_cuts).
+ */
+#define SESSION_CUT_PATIENCE_MS 15000
 #define CACHE_POLL 0
 #define CACHE_WORK 1
 
@@ -52,6 +58,7 @@ typedef struct HeldChannel
 	/* a resume was cut short: held until the client asks again, or gives up */
 	bool		cut;
 	int64_t		cut_position;
+	uint64_t	cut_at_ms;		/* loop time of the answer that cut it */
 } HeldChannel;
 
 typedef struct ParkedRequest
@@ -122,6 +129,7 @@ struct SessionTable
 
 static bool session_start_next(Session *session);
 static void session_release_held(Session *session, bool with_queue);
+static bool request_has_work(const ProtoRequest *request);
 static void session_due_remove(Session *session);
 static void session_give_work(Session *session, HttpRequest *req, ProtoRequest *request);
 
@@ -452,17 +460,30 @@ session_answer_held_first(Session *session, bool catch_up)
 		session_release_held(session, true);
 }
 
+/*
+ * Work done again after a 503 may be answered after polls with later rids
+ * carried packets, or while one is held: the queue is newer than its
+ * answer's place in rid order, and waits for the next poll.
+ */
+static bool
+session_behind(const Session *session, uint64_t rid)
+{
+	return (session->carried && session->carried_rid > rid) ||
+		(session->held != NULL && session->held_rid > rid);
+}
+
+void
+session_answer_held_before(Session *session, uint64_t rid, bool with_queue)
+{
+	if (session->held != NULL && !session_behind(session, rid))
+		session_release_held(session, with_queue);
+}
+
 void
 session_take_packets_after(Session *session, uint64_t rid, Buf *out,
 						   Packet *const *first, size_t nfirst)
 {
-	/*
-	 * Work done again after a 503 may be answered after polls with later
-	 * rids carried packets, or while one is held: the queue is newer than
-	 * this answer's place in rid order, and waits for the next poll.
-	 */
-	bool		behind = (session->carried && session->carried_rid > rid) ||
-		(session->held != NULL && session->held_rid > rid);
+	bool		behind = session_behind(session, rid);
 	size_t		nqueue;
 	size_t		i;
 
@@ -711,6 +732,29 @@ session_find_held(const Session *session, const char *channel)
 	return NULL;
 }
 
+size_t
+session_held_after(const Session *session, const char *channel, int64_t floor)
+{
+	HeldChannel *held = session->nheld_channels > 0 ? session_find_held(session, channel) : NULL;
+	size_t		n = 0;
+	size_t		i;
+
+	for (i = 0; held != NULL && i < held->npackets; i++)
+		if (held->packets[i]->seq < 0 || held->packets[i]->seq > floor)
+			n++;
+	return n;
+}
+
+bool
+session_give_up_cut(Session *session, const char *channel)
+{
+	HeldChannel *held = session->nheld_channels > 0 ? session_find_held(session, channel) : NULL;
+
+	if (held == NULL || !held->cut)
+		return true;
+	return session_release_channel(session, channel, held->cut_position, false);
+}
+
 /* Free a held channel's packets and take it out of the list. */
 static void
 session_drop_held(Session *session, HeldChannel *held)
@@ -797,17 +841,23 @@ session_cut_channel(Session *session, const char *channel, int64_t last, int64_t
 	held = session_find_held(session, channel);
 	held->cut = true;
 	held->cut_position = position;
+	held->cut_at_ms = loop_now_ms(session->table->loop);
 }
 
 /*
  * A request arrives: a channel whose resume was cut short and that this
  * request does not resume again is let go from its position on (the
- * client gave up asking, or asks no more).  False when that ended the
+ * client gave up asking, or asks no more) — by a work request at once, by
+ * a poll only SESSION_CUT_PATIENCE_MS after the cut: a client may poll
+ * before it has read the answer that tells it to ask again (that answer
+ * and its held poll's go out together).  False when that ended the
  * session.
  */
 static bool
 session_release_cuts(Session *session, const ProtoRequest *request)
 {
+	bool		work = request_has_work(request);
+	uint64_t	now = loop_now_ms(session->table->loop);
 	size_t		i = 0;
 
 	while (i < session->nheld_channels)
@@ -819,7 +869,8 @@ session_release_cuts(Session *session, const ProtoRequest *request)
 		for (r = 0; r < request->nresume; r++)
 			if (strcmp(request->resume[r].channel, held->channel) == 0)
 				again = true;
-		if (!held->cut || again)
+		if (!held->cut || again ||
+			(!work && now - held->cut_at_ms < SESSION_CUT_PATIENCE_MS))
 		{
 			i++;
 			continue;
@@ -985,11 +1036,25 @@ session_start(Session *session, HttpRequest *req, ProtoRequest *request)
 	bool		work = request_has_work(request);
 
 	session->next_rid = rid + 1;
-	if (!terminate && session->nheld_channels > 0 && !session_release_cuts(session, request))
+	if (!terminate && session->nheld_channels > 0)
 	{
-		proto_request_free(request);
-		free(request);
-		return false;			/* it ended (overflow); req was answered */
+		SessionTable *table = session->table;
+
+		if (!session_release_cuts(session, request))
+		{
+			/* it ended (overflow) and is freed: this request learns it too */
+			Buf			body = BUF_INIT;
+			Answer	   *answer;
+
+			proto_request_free(request);
+			free(request);
+			proto_encode_error(&body, PROTO_OVERFLOW, session_end_name(SESSION_END_OVERFLOW));
+			answer = answer_from_bytes(proto_condition_status(PROTO_OVERFLOW), body.data, body.len);
+			table->hooks.answer(table->hooks.ctx, req, answer);
+			answer_unref(answer);
+			buf_free(&body);
+			return false;
+		}
 	}
 	if (terminate)
 	{

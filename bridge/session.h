@@ -219,6 +219,24 @@ void		session_take_packets_after(Session *session, uint64_t rid, Buf *out,
 									   Packet *const *first, size_t nfirst);
 
 /*
+ * The answer to work rid will carry packets of its own (a catch-up, or
+ * live packets of a channel it subscribed): answer a held poll (an earlier
+ * rid) now, with the queue (with_queue) or with nothing (the answer's own
+ * packets come first), so that they cannot reach it before this answer.
+ */
+void		session_answer_held_before(Session *session, uint64_t rid, bool with_queue);
+
+/* Packets of channel held back with a seq above floor (or without a seq). */
+size_t		session_held_after(const Session *session, const char *channel, int64_t floor);
+
+/*
+ * The client may no longer ask again for channel's resume cut short (its
+ * subscribe was refused): let the channel go from its position on.  False
+ * when that ended the session (overflow).
+ */
+bool		session_give_up_cut(Session *session, const char *channel);
+
+/*
  * The host's answer to a work request or to the setup request: send it,
  * remember it for retransmission, and process the next parked request.
  * body is the complete JSON answer.

@@ -13,12 +13,14 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use POSIX ();
 use Time::HiRes qw(time);
 use CometTest;
 
 grant('echo', ['subscribe', 'publish']);
 grant('back', ['subscribe']);
 grant('other', ['publish']);
+grant('flow', ['subscribe']);
 my $bridge = start_bridge(args => ['--wait', '20']);
 
 sub seqs { [ map { $_->{seq} } grep { defined $_->{seq} } @{ $_[0] // [] } ] }
@@ -128,6 +130,48 @@ subtest "a poll's retry after a later answer carried packets goes empty" => sub 
 	my $next = seqs($s->collect(1, 3));
 	is_deeply($next, [ $older->[0] + 1 ], 'the next poll carries the newer packet');
 	$s->request(terminate => JSON::PP::true);
+};
+
+subtest 'subscribing while packets flow, with a poll held: in rid order, every seq after the position once' => sub {
+	my $watcher = $bridge->setup(subscribe => ['flow'], wait => 20);	# the channel is listened on
+	is($watcher->status, 200, 'a watcher subscribes') or return;
+	my $pid = fork // die "fork: $!";
+	if ($pid == 0)
+	{
+		eval {
+			CometTest::sql(q{DO $$ BEGIN FOR i IN 1..1500 LOOP PERFORM comet.send('flow', to_jsonb(i));
+				COMMIT; PERFORM pg_sleep(0.002); END LOOP; END $$;}, timeout => 60);
+		};
+		POSIX::_exit(0);
+	}
+	my ($rounds, $bad) = (0, 0);
+	for my $round (1 .. 12)
+	{
+		my $s = $bridge->setup(subscribe => ['echo'], wait => 20);
+		next unless $s->status == 200;
+		my $poll = $s->start_poll;
+		$poll->readable(0.05);
+		my ($status, undef, $json) = $s->request(subscribe => ['flow'], timeout => 5);
+		next unless $status == 200 && defined $json->{positions}{flow};
+		my $position = $json->{positions}{flow};
+		my $res = $poll->response(3);	# it is answered: by a packet, or before the answer
+		$poll->close;
+		next unless $res && $res->{status} == 200;
+		$rounds++;
+		# rid order: the held poll, the subscribe's answer, then the next polls
+		my @seqs = map { $_->{seq} } grep { $_->{channel} eq 'flow' }
+			(@{ $res->{json}{packets} // [] }, @{ $json->{packets} // [] }, @{ $s->collect(5, 0.5) });
+		my @want = ($position + 1 .. $position + scalar @seqs);
+		if ("@seqs" ne "@want")
+		{
+			$bad++;
+			diag("round $round: position $position, got @seqs[0 .. ($#seqs < 9 ? $#seqs : 9)]");
+		}
+		$s->request(terminate => JSON::PP::true);
+	}
+	waitpid($pid, 0);
+	cmp_ok($rounds, '>=', 8, "subscribed while packets flowed ($rounds rounds)");
+	is($bad, 0, 'every round: the seqs after the position, each once, in order');
 };
 
 ok($bridge->alive, 'the bridge still runs');

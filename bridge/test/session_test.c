@@ -525,6 +525,112 @@ test_redo_behind_polls(void)
 	teardown();
 }
 
+static int
+answers_to(int id)
+{
+	int			i;
+	int			n = 0;
+
+	for (i = 0; i < host.nanswers && i < MAX_EVENTS; i++)
+		if (host.answers[i].req == id)
+			n++;
+	return n;
+}
+
+/*
+ * A resume cut short (the client has 1000 of 2500) while poll 11 is held:
+ * poll 11 is answered, empty, with the cut answer (rid 12).  The client may
+ * poll again (rid 13) before it has read that it must ask again: that poll
+ * does not let the channel go, or live 2501 would reach it first.
+ */
+static void
+test_poll_after_cut(void)
+{
+	Session    *s;
+	Buf			body = BUF_INIT;
+	Packet	   *catch_up[1];
+
+	setup(100, 10000);
+	s = session_create(sessions, "k1", NULL, 10, 10);
+	session_subscribe(s, "small");
+	poll_rid(s, 1, 11);
+	session_request(s, req(2), make_request("k1", 12, true, false));
+	session_subscribe(s, "big");
+	session_hold_channel(s, "big");
+	packet_unref(publish("big", 2501, "\"live\""));
+	session_cut_channel(s, "big", 1000, 2500);
+	catch_up[0] = packet_new("big", 1000, "\"c1000\"", 7);
+	session_take_packets_after(s, 12, &body, catch_up, 1);
+	session_answer_work(s, req(2), 12, 200, body.data, body.len);
+	UNIT_CHECK(answers_to(1) == 1 && strstr(host.answers[0].body, "\"packets\":[]") != NULL,
+			   "the held poll is answered, empty, with the cut catch-up");
+	poll_rid(s, 3, 13);
+	session_flush(sessions, SIZE_MAX);
+	UNIT_CHECK(answers_to(3) == 0 && session_state(s) == SESSION_HAVE_REQUEST,
+			   "a poll right after the cut does not let the channel go: it is held, live 2501 stays back");
+	UNIT_CHECK(session_held_after(s, "big", 2500) == 1, "2501 is still held for the ask-again");
+	packet_unref(catch_up[0]);
+	buf_free(&body);
+	teardown();
+}
+
+/*
+ * A subscribe (rid 12) while poll 11 is held, with a live packet of the new
+ * channel held back during the step: as the broker does, the held poll is
+ * answered before the channel is let go, so the packet goes with the
+ * answer that subscribes its channel, never before it.
+ */
+static void
+test_subscribe_packets_after_answer(void)
+{
+	Session    *s;
+	Buf			body = BUF_INIT;
+
+	setup(100, 10000);
+	s = session_create(sessions, "k2", NULL, 10, 10);
+	session_subscribe(s, "a");
+	poll_rid(s, 1, 11);
+	session_request(s, req(2), make_request("k2", 12, true, false));
+	session_subscribe(s, "x");
+	session_hold_channel(s, "x");
+	packet_unref(publish("x", 5, "\"x5\""));
+	UNIT_CHECK(host.nanswers == 0 && session_held_after(s, "x", 4) == 1,
+			   "one packet of x is held above its position (4); poll 11 is still held");
+	session_answer_held_before(s, 12, true);
+	UNIT_CHECK(answers_to(1) == 1 && strstr(last_answer()->body, "\"packets\":[]") != NULL,
+			   "the held poll (11) is answered first, before x is let go");
+	UNIT_CHECK(session_release_channel(s, "x", 4, false), "x is let go from its position");
+	session_take_packets_after(s, 12, &body, NULL, 0);
+	UNIT_CHECK(strstr(body.data, "x5") != NULL, "the subscribe answer carries x's packet (%s)", body.data);
+	session_answer_work(s, req(2), 12, 200, "{}", 2);
+	buf_free(&body);
+	teardown();
+}
+
+/* A work request that lets a cut channel go and so overflows the session is answered (410). */
+static void
+test_release_cuts_overflow(void)
+{
+	Session    *s;
+
+	setup(3, 10000);
+	s = session_create(sessions, "k3", NULL, 10, 10);
+	session_subscribe(s, "c");
+	session_subscribe(s, "h");
+	packet_unref(publish("c", 1, "\"c1\""));
+	packet_unref(publish("c", 2, "\"c2\""));
+	session_hold_channel(s, "h");
+	packet_unref(publish("h", 10, "\"h10\""));
+	session_cut_channel(s, "h", 5, 9);
+	packet_unref(publish("c", 3, "\"c3\""));
+	session_request(s, req(7), make_request("k3", 11, true, false));
+	UNIT_CHECK(host.nended == 1 && host.ended[0] == SESSION_END_OVERFLOW &&
+			   session_find(sessions, "k3") == NULL, "letting the cut channel go overflows the session");
+	UNIT_CHECK(answers_to(7) == 1 && last_answer()->req == 7 && last_answer()->status == 410,
+			   "the request that did it is answered 410 (answers to it: %d)", answers_to(7));
+	teardown();
+}
+
 /* Live packets held back while the host settles where a client starts. */
 static void
 test_hold_and_release(void)
@@ -815,6 +921,9 @@ main(void)
 	test_work_answers_held_first();
 	test_retry_after_later_answer();
 	test_redo_behind_polls();
+	test_poll_after_cut();
+	test_subscribe_packets_after_answer();
+	test_release_cuts_overflow();
 	test_large_packets_shared();
 	test_client_gone();
 	test_rid_window();

@@ -339,3 +339,25 @@ test('a catch-up longer than one resume answer: every seq once, in order, no gap
   const asked = recorder.log.filter(e => e.kind === 'work' && e.body.resume && e.body.resume['s:long'] !== undefined);
   assert.deepEqual(asked.map(e => e.body.resume['s:long']), [1000, 2000], 'asked again from 1000, then 2000');
 });
+
+test('a subscribe whose catch-up is cut short while a poll is held: no false gap, every seq once', {timeout: 60000}, async t => {
+  // The held poll is answered (empty) with the cut catch-up; the client may
+  // poll again before it has read that it must ask for the rest.  That poll
+  // must not let the channel's live packets go past the kept ones.
+  const BACKLOG = 2500;
+  const LIVE = 150;
+  await db.sql(`SELECT comet.send('s:cutrace', to_jsonb(i)) FROM generate_series(1, ${BACKLOG}) i;`);
+  const bridge = await startBridge(db, ['--wait', '20']);
+  defer(t, () => bridge.stop());
+  const recorder = recordingFetch();
+  const rec = newClient(bridge.url, {channels: ['s:cutrace-small'], resume: {'s:cutrace': 0}, fetch: recorder.fetch}, t);
+  await rec.waitStatus('online');
+  await waitFor(() => recorder.outstanding('poll') === 1, 5000, 'a held poll');
+  const sender = db.sql(sendEachSql('s:cutrace', 1, LIVE, {sleepSeconds: 0.005}), {timeout: 40000});
+  await new Promise(resolve => setTimeout(resolve, 100));
+  await withTimeout(rec.client.subscribe('s:cutrace'), 10000, 'subscribe');
+  await sender;
+  await waitFor(() => (rec.client.lastSeq('s:cutrace') || 0) >= BACKLOG + LIVE, 20000, 'every packet of s:cutrace');
+  assert.deepEqual(rec.gaps, [], 'no gap: every packet is kept');
+  assert.deepEqual(rec.seqs('s:cutrace'), range(1, BACKLOG + LIVE), 'every seq once, in order');
+});
