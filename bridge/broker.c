@@ -131,7 +131,7 @@ typedef struct Waiter
 } Waiter;
 
 static void step_positions(Step *step);
-static void step_unhold(Step *step, Session *session);
+static void step_unhold(Step *step, Session *session, bool retried);
 static void step_send_next(Step *step);
 static void broker_release_waiters(Broker *broker);
 
@@ -247,7 +247,7 @@ step_fail(Step *step, ProtoCondition condition, const char *message)
 		session_end(session, SESSION_END_TERMINATE);
 	if (!step->setup && session != NULL)
 	{
-		step_unhold(step, session);
+		step_unhold(step, session, condition == PROTO_SERVICE_UNAVAILABLE);
 		session = broker_find_session(broker, step->sid);
 	}
 	if (!step->setup && session != NULL)
@@ -330,21 +330,32 @@ step_resumes(const Step *step, const char *channel)
 /*
  * Let go of the live packets the step held back (see step_answer), with
  * nothing dropped: the step failed.  A channel held since an earlier resume
- * was cut short stays held (the client asks again, or its next request
- * lets it go).
+ * was cut short stays held when the client will ask again (retried: 503
+ * service-unavailable, which clients retry); after any other failure it
+ * will not, and the channel goes from its position on (the client reports
+ * the rest as a gap).
  */
 static void
-step_unhold(Step *step, Session *session)
+step_unhold(Step *step, Session *session, bool retried)
 {
 	int			k;
 
 	for (k = 0; k < step->nsubscribe; k++)
-		if (step->holding[k] && !step->held_before[k])
+	{
+		if (!step->holding[k])
+			continue;
+		step->holding[k] = false;
+		if (!step->held_before[k])
 		{
-			step->holding[k] = false;
 			if (!session_release_channel(session, step->subscribe[k], -1, false))
 				return;			/* it ended (overflow) */
 		}
+		else if (!retried && step_resumes(step, step->subscribe[k]) >= 0)
+		{
+			if (!session_give_up_cut(session, step->subscribe[k]))
+				return;			/* it ended (overflow) */
+		}
+	}
 }
 
 /* Every item is done: answer the setup or work request. */

@@ -537,6 +537,34 @@ session_answer_poll(Session *session, HttpRequest *req, uint64_t rid)
 
 /* ---- the state machine ------------------------------------------------- */
 
+/*
+ * How long to hold a poll: the session's wait, or less while a cut resume
+ * waits for the client to ask again — the poll after SESSION_CUT_PATIENCE_MS
+ * lets the channel go (session_release_cuts), so it is not left waiting for
+ * a whole wait with the channel's packets piling up.
+ */
+static uint64_t
+session_hold_ms(const Session *session)
+{
+	uint64_t	ms = (uint64_t) session->wait_s * 1000;
+	uint64_t	now = loop_now_ms(session->table->loop);
+	size_t		i;
+
+	for (i = 0; i < session->nheld_channels; i++)
+	{
+		const HeldChannel *held = &session->held_channels[i];
+		uint64_t	left;
+
+		if (!held->cut)
+			continue;
+		left = now - held->cut_at_ms >= SESSION_CUT_PATIENCE_MS
+			? 0 : SESSION_CUT_PATIENCE_MS - (now - held->cut_at_ms);
+		if (left + 10 < ms)
+			ms = left + 10;
+	}
+	return ms;
+}
+
 static void
 session_hold(Session *session, HttpRequest *req, uint64_t rid)
 {
@@ -544,8 +572,7 @@ session_hold(Session *session, HttpRequest *req, uint64_t rid)
 	session->held_rid = rid;
 	session->orphaned = false;
 	session->state = SESSION_HAVE_REQUEST;
-	loop_timer_start(session->table->loop, &session->wait_timer,
-					 (uint64_t) session->wait_s * 1000);
+	loop_timer_start(session->table->loop, &session->wait_timer, session_hold_ms(session));
 	session->table->hooks.hold(session->table->hooks.ctx, req, session);
 	session_update_inactivity(session);
 }

@@ -582,7 +582,8 @@
         settled.forEach((item, i) => {
           const result = results[i] || {error: 'internal-error', message: 'no result for this item'};
           if (result.error) {
-            if (item.subscribe !== undefined) this._lastSeq.delete(item.subscribe);
+            // a catch-up's channel stays subscribed: its rejection reports the gap from there
+            if (item.subscribe !== undefined && !item.catchUp) this._lastSeq.delete(item.subscribe);
             item.reject(new CometError(result.error, result.message, 200));
           } else if (item.subscribe !== undefined) {
             const position = json.positions && json.positions[item.subscribe];
@@ -613,7 +614,7 @@
           session.stop.abort();
         } else {
           for (const item of settled) {
-            if (item.subscribe !== undefined) this._lastSeq.delete(item.subscribe);
+            if (item.subscribe !== undefined && !item.catchUp) this._lastSeq.delete(item.subscribe);
             item.reject(new CometError(json.error || 'internal-error', json.message, answer.status));
           }
         }

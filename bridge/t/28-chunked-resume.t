@@ -89,4 +89,43 @@ my $live = $g->collect(3, 3);
 is_deeply([ map { $_->{seq} } @$live ], [ $position + 1 .. $position + 3 ],
 	"its next polls get the channel's packets after the position ($position)");
 $g->request(terminate => JSON::PP::true);
+
+# An ask that fails for good (500: the client does not retry it) lets the
+# channel go from the position at once; a 503 is retried, so it would not.
+sql(q{SELECT comet.grant('cut', ARRAY['subscribe'])});
+my $f = $bridge->setup(subscribe => ['cut'], resume => { cut => 0 }, wait => 5);
+my @f1 = map { $_->{seq} } grep { defined $_->{seq} } @{ $f->response->{packets} // [] };
+is($f1[-1], 1000, 'a third resume cut short at 1000');
+my $fpos = $f->response->{positions}{cut};
+sql(qq{REVOKE EXECUTE ON FUNCTION comet.replay(text, bigint, integer) FROM $role});
+my ($fstatus) = $f->request(subscribe => ['cut'], resume => { cut => 1000 });
+sql(qq{GRANT EXECUTE ON FUNCTION comet.replay(text, bigint, integer) TO $role});
+is($fstatus, 500, 'asking again fails with 500');
+sql(q{SELECT comet.send('cut', to_jsonb(i)) FROM generate_series(1, 2) i});
+my $started = Time::HiRes::time();
+my $after = $f->collect(2, 3);
+is_deeply([ map { $_->{seq} } @$after ], [ $fpos + 1, $fpos + 2 ],
+	"the next poll gets the channel's packets after the position ($fpos) at once");
+cmp_ok(Time::HiRes::time() - $started, '<', 2, 'within 2 s');
+$f->request(terminate => JSON::PP::true);
+
+# A client that only polls after a cut (it never asks again): its held poll
+# is answered when the 15 s patience runs out, not after the whole wait,
+# and the poll after it lets the channel go.
+my $patient = start_bridge(args => ['--wait', '60']);
+my $p = $patient->setup(subscribe => ['cut'], resume => { cut => 0 }, wait => 60);
+my $ppos = $p->response->{positions}{cut};
+$started = Time::HiRes::time();
+my $held = $p->start_poll;
+sql(q{SELECT comet.send('cut', '"late"')});
+my $res = $held->response(20);
+my $took = Time::HiRes::time() - $started;
+ok($res && $res->{status} == 200, 'the poll held after the cut is answered');
+cmp_ok($took, '>=', 14, "not before the patience ran out ($took s)");
+cmp_ok($took, '<', 18, 'nor long after');
+my @late = map { $_->{seq} } grep { defined $_->{seq} } @{ $res->{json}{packets} // [] },
+	@{ $p->collect(1, 3) };
+is_deeply(\@late, [ $ppos + 1 ], 'then the live packet after the position');
+ok($patient->alive && $bridge->alive, 'the bridges still run');
+$p->request(terminate => JSON::PP::true);
 done_testing;

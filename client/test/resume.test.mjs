@@ -361,3 +361,30 @@ test('a subscribe whose catch-up is cut short while a poll is held: no false gap
   assert.deepEqual(rec.gaps, [], 'no gap: every packet is kept');
   assert.deepEqual(rec.seqs('s:cutrace'), range(1, BACKLOG + LIVE), 'every seq once, in order');
 });
+
+test('asking again for a cut catch-up is refused (grant revoked): a gap for exactly the rest, then live packets', {timeout: 60000}, async t => {
+  // The bridge lets the channel go from the position the cut answer gave;
+  // the client reports what it did not get as a gap, never skips it silently.
+  const BACKLOG = 2500;
+  await db.sql(`SELECT comet.grant('r:refuse', ARRAY['subscribe']);
+                SELECT comet.send('r:refuse', to_jsonb(i)) FROM generate_series(1, ${BACKLOG}) i;`);
+  const bridge = await startBridge(db, ['--wait', '20']);
+  defer(t, () => bridge.stop());
+  const proxy = await startProxy(bridge.port);
+  defer(t, () => proxy.close());
+  proxy.rule = req => (req.kind === 'work' && req.json.resume && 'r:refuse' in req.json.resume ? 'hold' : 'pass');
+  const rec = newClient(proxy.url, {channels: ['r:refuse'], resume: {'r:refuse': 0}}, t);
+  await rec.waitStatus('online');
+  await waitFor(() => proxy.heldRequests.length === 1, 5000, 'the ask-again, held at the proxy');
+  assert.equal(rec.client.lastSeq('r:refuse'), 1000, 'the setup carried the first 1000');
+  await db.sql(`SELECT comet.revoke('r:refuse', ARRAY['subscribe'], NULL);`);
+  proxy.rule = null;
+  proxy.release();
+  await waitFor(() => rec.gaps.length > 0, 10000, 'a gap');
+  assert.deepEqual(rec.gaps, [{channel: 'r:refuse', from: 1001, to: BACKLOG}], 'the gap is exactly the rest');
+  assert.ok(rec.errors.some(e => e.condition === 'forbidden'), 'and the refusal is reported');
+  await db.sql(sendEachSql('r:refuse', 1, 3));
+  await rec.waitPackets('r:refuse', 1003, 10000);
+  assert.deepEqual(rec.seqs('r:refuse'), [...range(1, 1000), BACKLOG + 1, BACKLOG + 2, BACKLOG + 3],
+    'then the live packets, from the position on');
+});
