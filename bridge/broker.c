@@ -249,6 +249,12 @@ step_fail(Step *step, ProtoCondition condition, const char *message)
 	{
 		step_unhold(step, session, condition == PROTO_SERVICE_UNAVAILABLE);
 		session = broker_find_session(broker, step->sid);
+		if (session == NULL)
+		{
+			/* letting held packets go overflowed it: that is what ended it */
+			condition = PROTO_OVERFLOW;
+			message = "the session fell too far behind and was ended; set up again with resume";
+		}
 	}
 	if (!step->setup && session != NULL)
 	{
@@ -339,23 +345,20 @@ static void
 step_unhold(Step *step, Session *session, bool retried)
 {
 	int			k;
+	int			r;
 
 	for (k = 0; k < step->nsubscribe; k++)
 	{
-		if (!step->holding[k])
+		if (!step->holding[k] || step->held_before[k])
 			continue;
 		step->holding[k] = false;
-		if (!step->held_before[k])
-		{
-			if (!session_release_channel(session, step->subscribe[k], -1, false))
-				return;			/* it ended (overflow) */
-		}
-		else if (!retried && step_resumes(step, step->subscribe[k]) >= 0)
-		{
-			if (!session_give_up_cut(session, step->subscribe[k]))
-				return;			/* it ended (overflow) */
-		}
+		if (!session_release_channel(session, step->subscribe[k], -1, false))
+			return;				/* it ended (overflow) */
 	}
+	/* however early the step failed: every channel it asked again for */
+	for (r = 0; r < step->nresume && !retried; r++)
+		if (!session_give_up_cut(session, step->resume[r].channel))
+			return;				/* it ended (overflow) */
 }
 
 /* Every item is done: answer the setup or work request. */

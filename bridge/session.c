@@ -893,7 +893,8 @@ session_release_cuts(Session *session, const ProtoRequest *request)
 		bool		again = false;
 		int			r;
 
-		for (r = 0; r < request->nresume; r++)
+		/* (resume counts in work only: a poll carrying one asks nothing) */
+		for (r = 0; work && r < request->nresume; r++)
 			if (strcmp(request->resume[r].channel, held->channel) == 0)
 				again = true;
 		if (!held->cut || again ||

@@ -109,6 +109,24 @@ is_deeply([ map { $_->{seq} } @$after ], [ $fpos + 1, $fpos + 2 ],
 cmp_ok(Time::HiRes::time() - $started, '<', 2, 'within 2 s');
 $f->request(terminate => JSON::PP::true);
 
+# The same when the ask fails before it subscribes anything (the
+# authorization query fails): the channel goes from the position at once.
+my $e = $bridge->setup(subscribe => ['cut'], resume => { cut => 0 }, wait => 5);
+my @e1 = map { $_->{seq} } grep { defined $_->{seq} } @{ $e->response->{packets} // [] };
+is($e1[-1], 1000, 'a fourth resume cut short at 1000');
+my $epos = $e->response->{positions}{cut};
+sql(qq{REVOKE EXECUTE ON FUNCTION comet.authorize(text, text, text) FROM $role});
+my ($estatus) = $e->request(subscribe => ['cut'], resume => { cut => 1000 });
+sql(qq{GRANT EXECUTE ON FUNCTION comet.authorize(text, text, text) TO $role});
+is($estatus, 500, 'asking again fails with 500 in the authorization');
+sql(q{SELECT comet.send('cut', to_jsonb(i)) FROM generate_series(1, 2) i});
+$started = Time::HiRes::time();
+my $eafter = $e->collect(2, 3);
+is_deeply([ map { $_->{seq} } @$eafter ], [ $epos + 1, $epos + 2 ],
+	"the next poll gets the channel's packets after the position ($epos)");
+cmp_ok(Time::HiRes::time() - $started, '<', 2, 'within 2 s');
+$e->request(terminate => JSON::PP::true);
+
 # A client that only polls after a cut (it never asks again): its held poll
 # is answered when the 15 s patience runs out, not after the whole wait,
 # and the poll after it lets the channel go.
@@ -126,6 +144,20 @@ cmp_ok($took, '<', 18, 'nor long after');
 my @late = map { $_->{seq} } grep { defined $_->{seq} } @{ $res->{json}{packets} // [] },
 	@{ $p->collect(1, 3) };
 is_deeply(\@late, [ $ppos + 1 ], 'then the live packet after the position');
+
+# A poll that carries "resume" asks nothing (resume belongs with subscribe):
+# after the patience it lets the cut go like any poll, no tight loop.
+my $q = $patient->setup(subscribe => ['cut'], resume => { cut => 0 }, wait => 60);
+my $qpos = $q->response->{positions}{cut};
+my ($qstatus) = $q->request(resume => { cut => 1000 }, timeout => 20);
+is($qstatus, 200, 'a poll with resume is answered (when the patience runs out)');
+my $qpoll = $q->start_poll(resume => { cut => 1000 });
+ok(!$qpoll->readable(0.5), 'the next one, after the patience, lets the channel go and is held (no tight loop)');
+sql(q{SELECT comet.send('cut', '"after"')});
+my $qres = $qpoll->response(3);
+is_deeply([ map { $_->{seq} } @{ ($qres && $qres->{json}{packets}) // [] } ], [ $qpos + 1 ],
+	'and carries the packet after the position');
+$q->request(terminate => JSON::PP::true);
 ok($patient->alive && $bridge->alive, 'the bridges still run');
 $p->request(terminate => JSON::PP::true);
 done_testing;
