@@ -399,6 +399,7 @@
             const from = this._lastSeq.get(channel);
             this._catchingUp.delete(channel);
             this._wakePolls();
+            if (error.condition === 'closed') return;   // close(): the application stopped reading
             if (from !== undefined && from < position) {
               this._lastSeq.set(channel, position);
               this._emit('gap', {channel, from: from + 1, to: position});
