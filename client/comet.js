@@ -410,6 +410,12 @@
       this._wakePolls();
     }
 
+    /* A subscribe was refused or failed: the channel is not read, and polls need not wait for it. */
+    _refused(channel) {
+      this._lastSeq.delete(channel);
+      if (this._catchingUp.delete(channel)) this._wakePolls();
+    }
+
     _wakePolls() {
       if (this._catchingUp.size === 0)
         for (const wake of this._caughtUp.splice(0)) wake();
@@ -584,7 +590,7 @@
           const result = results[i] || {error: 'internal-error', message: 'no result for this item'};
           if (result.error) {
             // a catch-up's channel stays subscribed: its rejection reports the gap from there
-            if (item.subscribe !== undefined && !item.catchUp) this._lastSeq.delete(item.subscribe);
+            if (item.subscribe !== undefined && !item.catchUp) this._refused(item.subscribe);
             item.reject(new CometError(result.error, result.message, 200));
           } else if (item.subscribe !== undefined) {
             const position = json.positions && json.positions[item.subscribe];
@@ -615,7 +621,7 @@
           session.stop.abort();
         } else {
           for (const item of settled) {
-            if (item.subscribe !== undefined && !item.catchUp) this._lastSeq.delete(item.subscribe);
+            if (item.subscribe !== undefined && !item.catchUp) this._refused(item.subscribe);
             item.reject(new CometError(json.error || 'internal-error', json.message, answer.status));
           }
         }

@@ -409,3 +409,16 @@ test('close() while a long catch-up is still being asked for: closed, and no gap
   assert.deepEqual(rec.gaps, [], 'no gap: the application stopped, nothing went missing');
   assert.deepEqual(rec.errors, [], 'and no error');
 });
+
+test('a subscribe with a resume, queued before the session and refused: polls go on for the other channels', TEST, async t => {
+  const bridge = await startBridge(db, ['--wait', '20']);
+  defer(t, () => bridge.stop());
+  const rec = newClient(bridge.url, {channels: ['s:goes-on'], resume: {'q:not-granted': 5}}, t);
+  // asked before the setup is answered: it waits for the session, then resumes from 5
+  const refused = rec.client.subscribe('q:not-granted').then(() => null, e => e);
+  const error = await withTimeout(refused, 10000, 'the subscribe to settle');
+  assert.equal(error && error.condition, 'forbidden', 'the subscribe is refused');
+  await db.sql(sendEachSql('s:goes-on', 1, 2));
+  await rec.waitPackets('s:goes-on', 2, 5000);
+  assert.deepEqual(rec.seqs('s:goes-on'), [1, 2], "the other channel's packets still arrive");
+});
