@@ -441,26 +441,6 @@ session_carried(Session *session, uint64_t rid)
 }
 
 /*
- * Answer the held poll before an answer to a later rid that carries
- * packets.  A client hands out an answer's packets only after those of
- * every earlier rid (docs/protocol.md), so a poll left held would keep
- * them from it until something else came.  What is queued goes to the
- * held poll, as it would have had the flush come first; but a catch-up
- * comes before anything live of its channel, so then the held poll is
- * answered empty and the later answer carries it all.
- */
-static void
-session_answer_held_first(Session *session, bool catch_up)
-{
-	if (session->held == NULL)
-		return;
-	if (catch_up)
-		session_release_held(session, false);
-	else if (session->queue_len > 0)
-		session_release_held(session, true);
-}
-
-/*
  * Work done again after a 503 may be answered after polls with later rids
  * carried packets, or while one is held: the queue is newer than its
  * answer's place in rid order, and waits for the next poll.
@@ -472,6 +452,14 @@ session_behind(const Session *session, uint64_t rid)
 		(session->held != NULL && session->held_rid > rid);
 }
 
+/*
+ * A client hands out an answer's packets only after those of every earlier
+ * rid (docs/protocol.md), so a poll left held would keep them from it until
+ * something else came: answer it first.  With the queue, as it would have
+ * had the flush come first; but a catch-up comes before anything live of
+ * its channel, so then the held poll goes empty and the later answer
+ * carries it all.
+ */
 void
 session_answer_held_before(Session *session, uint64_t rid, bool with_queue)
 {
@@ -487,8 +475,8 @@ session_take_packets_after(Session *session, uint64_t rid, Buf *out,
 	size_t		nqueue;
 	size_t		i;
 
-	if (!behind)
-		session_answer_held_first(session, nfirst > 0);
+	if (nfirst > 0 || session->queue_len > 0)
+		session_answer_held_before(session, rid, nfirst == 0);
 	nqueue = behind ? 0 : session->queue_len;
 	if (nfirst > 0 || nqueue > 0)
 		session_carried(session, rid);

@@ -92,45 +92,36 @@ $g->request(terminate => JSON::PP::true);
 
 # An ask that fails for good (500: the client does not retry it) lets the
 # channel go from the position at once; a 503 is retried, so it would not.
+# Twice: failing late (comet.replay, after it subscribed) and early (the
+# authorization query, before it subscribed anything).
 sql(q{SELECT comet.grant('cut', ARRAY['subscribe'])});
-my $f = $bridge->setup(subscribe => ['cut'], resume => { cut => 0 }, wait => 5);
-my @f1 = map { $_->{seq} } grep { defined $_->{seq} } @{ $f->response->{packets} // [] };
-is($f1[-1], 1000, 'a third resume cut short at 1000');
-my $fpos = $f->response->{positions}{cut};
-sql(qq{REVOKE EXECUTE ON FUNCTION comet.replay(text, bigint, integer) FROM $role});
-my ($fstatus) = $f->request(subscribe => ['cut'], resume => { cut => 1000 });
-sql(qq{GRANT EXECUTE ON FUNCTION comet.replay(text, bigint, integer) TO $role});
-is($fstatus, 500, 'asking again fails with 500');
-sql(q{SELECT comet.send('cut', to_jsonb(i)) FROM generate_series(1, 2) i});
-my $started = Time::HiRes::time();
-my $after = $f->collect(2, 3);
-is_deeply([ map { $_->{seq} } @$after ], [ $fpos + 1, $fpos + 2 ],
-	"the next poll gets the channel's packets after the position ($fpos) at once");
-cmp_ok(Time::HiRes::time() - $started, '<', 2, 'within 2 s');
-$f->request(terminate => JSON::PP::true);
-
-# The same when the ask fails before it subscribes anything (the
-# authorization query fails): the channel goes from the position at once.
-my $e = $bridge->setup(subscribe => ['cut'], resume => { cut => 0 }, wait => 5);
-my @e1 = map { $_->{seq} } grep { defined $_->{seq} } @{ $e->response->{packets} // [] };
-is($e1[-1], 1000, 'a fourth resume cut short at 1000');
-my $epos = $e->response->{positions}{cut};
-sql(qq{REVOKE EXECUTE ON FUNCTION comet.authorize(text, text, text) FROM $role});
-my ($estatus) = $e->request(subscribe => ['cut'], resume => { cut => 1000 });
-sql(qq{GRANT EXECUTE ON FUNCTION comet.authorize(text, text, text) TO $role});
-is($estatus, 500, 'asking again fails with 500 in the authorization');
-sql(q{SELECT comet.send('cut', to_jsonb(i)) FROM generate_series(1, 2) i});
-$started = Time::HiRes::time();
-my $eafter = $e->collect(2, 3);
-is_deeply([ map { $_->{seq} } @$eafter ], [ $epos + 1, $epos + 2 ],
-	"the next poll gets the channel's packets after the position ($epos)");
-cmp_ok(Time::HiRes::time() - $started, '<', 2, 'within 2 s');
-$e->request(terminate => JSON::PP::true);
+sub failed_ask_lets_go
+{
+	my ($function, $where) = @_;
+	my $f = $bridge->setup(subscribe => ['cut'], resume => { cut => 0 }, wait => 5);
+	my @f1 = map { $_->{seq} } grep { defined $_->{seq} } @{ $f->response->{packets} // [] };
+	is($f1[-1], 1000, "$where: a resume cut short at 1000");
+	my $fpos = $f->response->{positions}{cut};
+	sql(qq{REVOKE EXECUTE ON FUNCTION $function FROM $role});
+	my ($fstatus) = $f->request(subscribe => ['cut'], resume => { cut => 1000 });
+	sql(qq{GRANT EXECUTE ON FUNCTION $function TO $role});
+	is($fstatus, 500, "$where: asking again fails with 500");
+	sql(q{SELECT comet.send('cut', to_jsonb(i)) FROM generate_series(1, 2) i});
+	my $started = Time::HiRes::time();
+	my $after = $f->collect(2, 3);
+	is_deeply([ map { $_->{seq} } @$after ], [ $fpos + 1, $fpos + 2 ],
+		"$where: the next poll gets the channel's packets after the position ($fpos)");
+	cmp_ok(Time::HiRes::time() - $started, '<', 2, "$where: within 2 s");
+	$f->request(terminate => JSON::PP::true);
+}
+failed_ask_lets_go('comet.replay(text, bigint, integer)', 'failing in the replay');
+failed_ask_lets_go('comet.authorize(text, text, text)', 'failing in the authorization');
 
 # A client that only polls after a cut (it never asks again): its held poll
 # is answered when the 15 s patience runs out, not after the whole wait,
 # and the poll after it lets the channel go.
 my $patient = start_bridge(args => ['--wait', '60']);
+my $started;
 my $p = $patient->setup(subscribe => ['cut'], resume => { cut => 0 }, wait => 60);
 my $ppos = $p->response->{positions}{cut};
 $started = Time::HiRes::time();
